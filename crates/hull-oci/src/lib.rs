@@ -1,0 +1,30 @@
+//! An OCI bundle, validated for running in a hull VM, and its translation into a [`VmPlan`].
+//!
+//! Everything a user can get wrong in a bundle is checked here, before any VM, process, mount or
+//! state file exists, and reported with the file, the field and the value.
+
+mod bundle;
+mod plan;
+
+pub use bundle::{is_bind_mount, Bundle};
+pub use plan::{Share, VmPlan, ANNOTATION_MEMORY_MIB, ANNOTATION_VCPUS, DEFAULT_MEMORY_MIB};
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OciError {
+    #[error("bundle {path}: {source}")]
+    BundleDir { path: PathBuf, source: std::io::Error },
+    #[error("{path}: cannot read: {source}")]
+    ReadConfig { path: PathBuf, source: std::io::Error },
+    #[error("{path}: not a valid OCI runtime config: {message}")]
+    ParseConfig { path: PathBuf, message: String },
+    #[error("{path}: {field}: {problem}")]
+    Invalid { path: PathBuf, field: String, problem: String },
+    #[error("rootfs {rootfs} (root.path in {config}) {problem}")]
+    Rootfs { rootfs: PathBuf, config: PathBuf, problem: String },
+    #[error("{config}: {field}: bind mount source {source_path} {problem}")]
+    BindSource { config: PathBuf, field: String, source_path: PathBuf, problem: String },
+    #[error("{config}: {field}: unsupported value {value:?}: {why}")]
+    Unsupported { config: PathBuf, field: String, value: String, why: String },
+}

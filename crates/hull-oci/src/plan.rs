@@ -1,0 +1,168 @@
+//! Bundle → VM plan: what the VM needs (memory, vCPUs) and which host paths it shares.
+
+use std::path::PathBuf;
+
+use crate::{bundle::is_bind_mount, Bundle, OciError};
+
+/// Guest RAM when the bundle asks for nothing else.
+pub const DEFAULT_MEMORY_MIB: u32 = 256;
+/// Annotation that sets the guest RAM in MiB.
+pub const ANNOTATION_MEMORY_MIB: &str = "org.hull.vm.memory_mib";
+/// Annotation that sets the number of vCPUs.
+pub const ANNOTATION_VCPUS: &str = "org.hull.vm.vcpus";
+/// RAM the guest kernel and agent need on top of a container's memory limit.
+const GUEST_OVERHEAD_MIB: u64 = 64;
+const MIN_MEMORY_MIB: u64 = 128;
+
+/// One host path shared into the guest (under the single virtio-fs share).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Share {
+    pub host_path: PathBuf,
+    /// Path inside the share.
+    pub share_path: String,
+    /// The bind mount it serves (`None` for the rootfs).
+    pub mount_index: Option<usize>,
+    pub is_dir: bool,
+}
+
+/// What the monitor builds for one container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmPlan {
+    pub memory_mib: u32,
+    pub vcpus: u32,
+    /// The rootfs first, then one share per bind mount.
+    pub shares: Vec<Share>,
+}
+
+impl VmPlan {
+    /// Translates a validated bundle. `host_cpus` caps the vCPU count.
+    pub fn from_bundle(b: &Bundle, host_cpus: u32) -> Result<Self, OciError> {
+        let annotations = b.spec.annotations().clone().unwrap_or_default();
+        let annotation = |key: &str| -> Result<Option<u64>, OciError> {
+            annotations
+                .get(key)
+                .map(|v| {
+                    v.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| OciError::Invalid {
+                        path: b.config_path.clone(),
+                        field: format!("annotations[{key:?}]"),
+                        problem: format!("{v:?} is not a positive integer"),
+                    })
+                })
+                .transpose()
+        };
+        let resources = b.spec.linux().as_ref().and_then(|l| l.resources().as_ref());
+
+        let memory_mib = match annotation(ANNOTATION_MEMORY_MIB)? {
+            Some(m) => m.max(MIN_MEMORY_MIB),
+            None => match resources.and_then(|r| r.memory().as_ref()).and_then(|m| m.limit()) {
+                Some(limit) if limit > 0 => {
+                    (limit as u64).div_ceil(1 << 20).saturating_add(GUEST_OVERHEAD_MIB).max(MIN_MEMORY_MIB)
+                }
+                _ => u64::from(DEFAULT_MEMORY_MIB),
+            },
+        };
+        let vcpus = match annotation(ANNOTATION_VCPUS)? {
+            Some(n) => n,
+            None => resources
+                .and_then(|r| r.cpu().as_ref())
+                .and_then(|c| match (c.quota(), c.period()) {
+                    (Some(q), Some(p)) if q > 0 && p > 0 => Some((q as u64).div_ceil(p)),
+                    _ => None,
+                })
+                .unwrap_or(1),
+        };
+        let vcpus = vcpus.clamp(1, u64::from(host_cpus.max(1)));
+
+        let mut shares = vec![Share {
+            host_path: b.rootfs.clone(),
+            share_path: "rootfs".into(),
+            mount_index: None,
+            is_dir: true,
+        }];
+        for (i, m) in b.spec.mounts().as_deref().unwrap_or_default().iter().enumerate() {
+            if !is_bind_mount(m) {
+                continue;
+            }
+            let src = m.source().clone().unwrap_or_default();
+            let host_path = if src.is_absolute() { src } else { b.dir.join(src) };
+            let is_dir = std::fs::metadata(&host_path).map(|m| m.is_dir()).unwrap_or(false);
+            shares.push(Share { host_path, share_path: format!("m/{i}"), mount_index: Some(i), is_dir });
+        }
+        Ok(Self {
+            memory_mib: u32::try_from(memory_mib).unwrap_or(u32::MAX),
+            vcpus: vcpus as u32,
+            shares,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn plan(config: Value) -> Result<VmPlan, OciError> {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("rootfs")).unwrap();
+        std::fs::create_dir(d.path().join("data")).unwrap();
+        std::fs::write(d.path().join("config.json"), config.to_string()).unwrap();
+        let b = Bundle::load(d.path())?;
+        VmPlan::from_bundle(&b, 2)
+    }
+
+    fn base() -> Value {
+        json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "rootfs"},
+            "process": {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
+        })
+    }
+
+    #[test]
+    fn defaults_are_256_mib_and_one_vcpu() {
+        let p = plan(base()).unwrap();
+        assert_eq!((p.memory_mib, p.vcpus), (DEFAULT_MEMORY_MIB, 1));
+        assert_eq!(p.shares.len(), 1);
+        assert_eq!(p.shares[0].share_path, "rootfs");
+    }
+
+    #[test]
+    fn memory_limit_sizes_the_vm_with_overhead() {
+        let mut c = base();
+        c["linux"] = json!({"resources": {"memory": {"limit": 512u64 << 20}}});
+        assert_eq!(plan(c).unwrap().memory_mib, 512 + 64);
+    }
+
+    #[test]
+    fn cpu_quota_rounds_up_and_is_capped_by_host_cpus() {
+        let mut c = base();
+        c["linux"] = json!({"resources": {"cpu": {"quota": 150000, "period": 100000}}});
+        assert_eq!(plan(c.clone()).unwrap().vcpus, 2);
+        c["linux"]["resources"]["cpu"]["quota"] = json!(800000);
+        assert_eq!(plan(c).unwrap().vcpus, 2, "capped at host cpus");
+    }
+
+    #[test]
+    fn annotations_override_and_bad_values_are_named() {
+        let mut c = base();
+        c["annotations"] = json!({ANNOTATION_MEMORY_MIB: "1024"});
+        assert_eq!(plan(c.clone()).unwrap().memory_mib, 1024);
+        c["annotations"] = json!({ANNOTATION_VCPUS: "many"});
+        let e = plan(c).unwrap_err().to_string();
+        assert!(e.contains(ANNOTATION_VCPUS) && e.contains("\"many\""), "{e}");
+    }
+
+    #[test]
+    fn bind_mounts_become_shares_by_mount_index() {
+        let mut c = base();
+        c["mounts"] = json!([
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/data", "type": "bind", "source": "data", "options": ["rbind", "rw"]},
+        ]);
+        let p = plan(c).unwrap();
+        assert_eq!(p.shares.len(), 2);
+        assert_eq!(p.shares[1].share_path, "m/1");
+        assert_eq!(p.shares[1].mount_index, Some(1));
+        assert!(p.shares[1].is_dir);
+    }
+}

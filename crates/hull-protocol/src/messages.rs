@@ -1,0 +1,206 @@
+//! Control messages carried in `Control` frames as JSON.
+
+use serde::{Deserialize, Serialize};
+
+/// Identifies one process in the guest: 0 is the container's init process, every `exec` gets the
+/// next number. Its stdio streams have ids `exec_id * 4 + {0,1,2}` (see [`StreamId`]).
+pub type ExecId = u32;
+
+/// The stream id of one stdio stream of one process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StreamId(pub u32);
+
+impl StreamId {
+    pub fn new(exec_id: ExecId, fd: u32) -> Self {
+        debug_assert!(fd < 3);
+        Self(exec_id * 4 + fd)
+    }
+    pub fn stdin(exec_id: ExecId) -> Self {
+        Self::new(exec_id, 0)
+    }
+    pub fn stdout(exec_id: ExecId) -> Self {
+        Self::new(exec_id, 1)
+    }
+    pub fn stderr(exec_id: ExecId) -> Self {
+        Self::new(exec_id, 2)
+    }
+    pub fn exec_id(self) -> ExecId {
+        self.0 / 4
+    }
+    /// 0 = stdin, 1 = stdout, 2 = stderr.
+    pub fn fd(self) -> u32 {
+        self.0 % 4
+    }
+}
+
+/// Everything the host sends: a request with an id the reply will carry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HostMessage {
+    pub id: u64,
+    pub request: HostRequest,
+}
+
+/// Requests from host to agent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum HostRequest {
+    /// First message on a new channel. Reply: [`Reply::Hello`].
+    Hello { version: u8 },
+    /// Mount the shared files and prepare the container (mounts, hostname...). Reply: `Ok`.
+    CreateContainer(Box<ContainerConfig>),
+    /// Start a process: `init` is the container's own process (from the spec given at create
+    /// time); otherwise `process` is an exec'd process. Reply: [`Reply::Started`].
+    StartProcess(Box<StartProcess>),
+    /// Send a signal to one process (or with `all`, every process of the container). Reply: `Ok`.
+    Signal { exec_id: ExecId, signal: i32, all: bool },
+    /// Set the window size of a process's terminal. Reply: `Ok`.
+    ResizeTty { exec_id: ExecId, rows: u16, cols: u16 },
+    /// Resource usage of the container. Reply: [`Reply::Stats`].
+    Stats,
+    /// The container's processes (guest PIDs). Reply: [`Reply::Processes`].
+    ListProcesses,
+    /// Power the VM off now. Reply: `Ok` (then the channel goes away).
+    Shutdown,
+}
+
+/// The container as the agent must set it up.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerConfig {
+    /// Container id (for logs and the hostname default).
+    pub id: String,
+    /// The bundle's config.json as the host validated it. Mount sources of bind mounts are host
+    /// paths and must not be used in the guest: see `binds`.
+    pub spec: oci_spec::runtime::Spec,
+    /// Path of the container's root inside the share (`SHARE_TAG`), relative to its root.
+    pub rootfs: String,
+    /// For each bind mount of `spec.mounts` (by index), its path inside the share.
+    pub binds: Vec<BindShare>,
+}
+
+/// A host path the host shares with the guest for a bind mount.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BindShare {
+    /// Index into `spec.mounts`.
+    pub mount_index: usize,
+    /// Path relative to the share root.
+    pub share_path: String,
+}
+
+/// How to start one process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StartProcess {
+    pub exec_id: ExecId,
+    /// `None` for the init process (taken from the container's spec).
+    pub process: Option<oci_spec::runtime::Process>,
+    /// Whether the host will send stdin data (otherwise stdin is /dev/null).
+    pub stdin: bool,
+}
+
+/// Everything the agent sends.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AgentMessage {
+    /// The answer to the request with the same id.
+    Reply { id: u64, result: Result<Reply, AgentError> },
+    /// Something that happened on its own.
+    Event(AgentEvent),
+}
+
+/// Successful answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum Reply {
+    Ok,
+    Hello {
+        version: u8,
+        /// Guest CLOCK_BOOTTIME (ns) when the agent's main() began: kernel boot time.
+        agent_start_ns: u64,
+        /// Guest CLOCK_BOOTTIME (ns) when the agent was ready to serve.
+        agent_ready_ns: u64,
+    },
+    Started {
+        /// PID of the process in the guest's initial PID namespace.
+        pid: i32,
+        /// Guest CLOCK_BOOTTIME (ns) right after the process was spawned.
+        started_ns: u64,
+    },
+    Stats(Stats),
+    Processes { pids: Vec<i32> },
+}
+
+/// A failed request: what failed and why, in words for a person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct AgentError {
+    pub message: String,
+}
+
+impl AgentError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self { message: message.into() }
+    }
+}
+
+/// Events the agent sends without being asked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum AgentEvent {
+    /// A process ended. Sent after the Eof frames of its stdout/stderr.
+    Exited { exec_id: ExecId, status: ExitStatus, exited_ns: u64 },
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExitStatus {
+    Code(i32),
+    Signal(i32),
+}
+
+impl ExitStatus {
+    /// The status as a shell reports it: the code, or 128 + signal number.
+    pub fn shell_code(self) -> i32 {
+        match self {
+            Self::Code(c) => c,
+            Self::Signal(s) => 128 + s,
+        }
+    }
+}
+
+/// Resource usage read from the guest.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    pub memory_usage_bytes: u64,
+    pub memory_total_bytes: u64,
+    pub cpu_usage_ns: u64,
+    pub pids: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_ids_name_process_and_fd() {
+        let s = StreamId::stderr(5);
+        assert_eq!((s.exec_id(), s.fd()), (5, 2));
+        assert_ne!(StreamId::stdout(1), StreamId::stdin(2));
+    }
+
+    #[test]
+    fn exit_status_maps_signals_like_a_shell() {
+        assert_eq!(ExitStatus::Code(7).shell_code(), 7);
+        assert_eq!(ExitStatus::Signal(9).shell_code(), 137);
+    }
+
+    #[test]
+    fn messages_round_trip_as_json() {
+        let m = AgentMessage::Reply { id: 3, result: Err(AgentError::new("no such file")) };
+        let j = serde_json::to_vec(&m).unwrap();
+        let back: AgentMessage = serde_json::from_slice(&j).unwrap();
+        assert!(matches!(back, AgentMessage::Reply { id: 3, result: Err(e) } if e.message == "no such file"));
+        let h = HostMessage { id: 1, request: HostRequest::Signal { exec_id: 0, signal: 15, all: false } };
+        let j = serde_json::to_string(&h).unwrap();
+        assert!(j.contains("\"op\":\"signal\""), "{j}");
+    }
+}

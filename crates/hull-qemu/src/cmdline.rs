@@ -1,0 +1,213 @@
+//! The QEMU command line, built from typed structs (one per QEMU object), never string soup.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use crate::Accel;
+
+/// A character device backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Chardev {
+    /// Connects to a unix socket that the monitor listens on (QEMU is the client, so the
+    /// connection exists before the guest runs and nothing the guest writes is lost).
+    SocketClient { id: String, path: PathBuf },
+    /// Appends everything to a file.
+    File { id: String, path: PathBuf },
+}
+
+impl Chardev {
+    fn arg(&self) -> String {
+        match self {
+            Chardev::SocketClient { id, path } => {
+                format!("socket,id={id},path={},server=off", opt_path(path))
+            }
+            Chardev::File { id, path } => format!("file,id={id},path={}", opt_path(path)),
+        }
+    }
+}
+
+/// A guest device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Device {
+    /// The virtio-serial bus (virtio-mmio on microvm).
+    VirtioSerial { id: String, max_ports: u32 },
+    /// A console port (hvc0) on the virtio-serial bus.
+    VirtConsole { chardev: String },
+    /// A named port on the virtio-serial bus.
+    VirtSerialPort { chardev: String, name: String },
+    /// virtio-fs backed by a vhost-user daemon (virtiofsd).
+    VhostUserFs { chardev: String, tag: String, queue_size: u32 },
+    /// Entropy for the guest's RNG.
+    VirtioRng,
+}
+
+impl Device {
+    fn arg(&self) -> String {
+        match self {
+            Device::VirtioSerial { id, max_ports } => {
+                format!("virtio-serial-device,id={id},max_ports={max_ports}")
+            }
+            Device::VirtConsole { chardev } => format!("virtconsole,chardev={chardev}"),
+            Device::VirtSerialPort { chardev, name } => {
+                format!("virtserialport,chardev={chardev},name={name}")
+            }
+            Device::VhostUserFs { chardev, tag, queue_size } => {
+                format!("vhost-user-fs-device,chardev={chardev},tag={tag},queue-size={queue_size}")
+            }
+            Device::VirtioRng => "virtio-rng-device".to_string(),
+        }
+    }
+}
+
+/// Everything QEMU is started with.
+#[derive(Debug, Clone)]
+pub struct QemuCommand {
+    pub binary: PathBuf,
+    pub name: String,
+    pub accel: Accel,
+    /// TCG translation-cache size in MiB (bounds QEMU's RSS under TCG).
+    pub tcg_tb_size_mib: u32,
+    pub vcpus: u32,
+    pub memory_mib: u32,
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub kernel_cmdline: String,
+    pub chardevs: Vec<Chardev>,
+    pub devices: Vec<Device>,
+    /// Chardev id of the QMP monitor.
+    pub qmp_chardev: String,
+}
+
+/// Escapes a value for QEMU's option syntax (a comma is written twice).
+fn opt_path(p: &std::path::Path) -> String {
+    p.display().to_string().replace(',', ",,")
+}
+
+impl QemuCommand {
+    /// The argument vector (without the binary).
+    pub fn args(&self) -> Vec<OsString> {
+        let mut a: Vec<String> = Vec::new();
+        let mut push = |k: &str, v: String| {
+            a.push(k.to_string());
+            a.push(v);
+        };
+        push("-name", format!("{},debug-threads=on", self.name.replace(',', ",,")));
+        // microvm: no PCI, no firmware, no legacy devices; memory from a shareable memfd
+        // because vhost-user (virtiofsd) maps guest memory.
+        push(
+            "-machine",
+            "microvm,memory-backend=mem,x-option-roms=off,pit=off,pic=off,rtc=off,isa-serial=off"
+                .to_string(),
+        );
+        push(
+            "-object",
+            format!("memory-backend-memfd,id=mem,size={}M,share=on", self.memory_mib),
+        );
+        push("-m", format!("{}M", self.memory_mib));
+        match self.accel {
+            Accel::Kvm => {
+                push("-accel", "kvm".into());
+                push("-cpu", "host".into());
+            }
+            Accel::Tcg => {
+                push("-accel", format!("tcg,tb-size={}", self.tcg_tb_size_mib));
+                push("-cpu", "max".into());
+            }
+        }
+        push("-smp", self.vcpus.to_string());
+        push("-kernel", self.kernel.display().to_string());
+        push("-initrd", self.initrd.display().to_string());
+        push("-append", self.kernel_cmdline.clone());
+        for c in &self.chardevs {
+            push("-chardev", c.arg());
+        }
+        for d in &self.devices {
+            push("-device", d.arg());
+        }
+        push("-mon", format!("chardev={},mode=control", self.qmp_chardev));
+        for flag in ["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"] {
+            a.push(flag.to_string());
+        }
+        a.into_iter().map(OsString::from).collect()
+    }
+
+    pub fn command(&self) -> std::process::Command {
+        let mut c = std::process::Command::new(&self.binary);
+        c.args(self.args());
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> QemuCommand {
+        QemuCommand {
+            binary: "qemu-system-x86_64".into(),
+            name: "hull-c1".into(),
+            accel: Accel::Tcg,
+            tcg_tb_size_mib: 32,
+            vcpus: 2,
+            memory_mib: 256,
+            kernel: "/k/vmlinux".into(),
+            initrd: "/k/initramfs.cpio".into(),
+            kernel_cmdline: "console=hvc0 quiet".into(),
+            chardevs: vec![
+                Chardev::SocketClient { id: "agent".into(), path: "/run/a,b/agent.sock".into() },
+                Chardev::File { id: "con".into(), path: "/run/x/console.log".into() },
+            ],
+            devices: vec![
+                Device::VirtioSerial { id: "vser".into(), max_ports: 2 },
+                Device::VirtSerialPort { chardev: "agent".into(), name: "org.hull.agent.0".into() },
+            ],
+            qmp_chardev: "qmp".into(),
+        }
+    }
+
+    fn pairs(args: &[OsString]) -> Vec<(String, String)> {
+        args.windows(2)
+            .filter(|w| w[0].to_string_lossy().starts_with('-'))
+            .map(|w| (w[0].to_string_lossy().into_owned(), w[1].to_string_lossy().into_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn tcg_gets_a_bounded_translation_cache_and_max_cpu() {
+        let p = pairs(&sample().args());
+        assert!(p.contains(&("-accel".into(), "tcg,tb-size=32".into())));
+        assert!(p.contains(&("-cpu".into(), "max".into())));
+        assert!(p.contains(&("-smp".into(), "2".into())));
+    }
+
+    #[test]
+    fn kvm_uses_host_cpu() {
+        let mut c = sample();
+        c.accel = Accel::Kvm;
+        let p = pairs(&c.args());
+        assert!(p.contains(&("-accel".into(), "kvm".into())));
+        assert!(p.contains(&("-cpu".into(), "host".into())));
+    }
+
+    #[test]
+    fn memory_is_shareable_memfd_for_vhost_user() {
+        let p = pairs(&sample().args());
+        assert!(p.contains(&("-object".into(), "memory-backend-memfd,id=mem,size=256M,share=on".into())));
+    }
+
+    #[test]
+    fn commas_in_paths_are_escaped() {
+        let p = pairs(&sample().args());
+        assert!(p.contains(&(
+            "-chardev".into(),
+            "socket,id=agent,path=/run/a,,b/agent.sock,server=off".into()
+        )));
+    }
+
+    #[test]
+    fn guest_reset_ends_qemu() {
+        let a = sample().args();
+        assert!(a.iter().any(|x| x == "-no-reboot"));
+        assert!(a.iter().any(|x| x == "-nodefaults"));
+    }
+}

@@ -1,0 +1,45 @@
+//! Test fixtures shared by hull's integration and conformance tests: busybox root filesystems
+//! and bundles built at test time from Debian's `busybox-static`, paths of the binaries under
+//! test, and waiting on conditions with deadlines (never fixed sleeps).
+//!
+//! A fixture that cannot be built because something is not installed panics with what to
+//! install: a test that cannot run its real part fails, it never passes silently.
+
+pub mod bundle;
+pub mod wait;
+
+use std::path::PathBuf;
+
+/// Root of the cargo workspace.
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
+}
+
+/// Path of a hull binary under test: `$HULL_BIN_DIR/<name>` if set, else the workspace's
+/// `target/debug/<name>` (cargo builds it before integration tests of the crate that owns it).
+pub fn hull_bin(name: &str) -> PathBuf {
+    let dir = std::env::var_os("HULL_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/debug"));
+    let p = dir.join(name);
+    assert!(p.exists(), "{} not built: run `cargo build --workspace` first (or set HULL_BIN_DIR)", p.display());
+    p
+}
+
+/// Panics with an install hint if `program` is not on PATH.
+pub fn require_program(program: &str, install_hint: &str) -> PathBuf {
+    which(program).unwrap_or_else(|| panic!("`{program}` is not installed: {install_hint}"))
+}
+
+/// Looks a program up on PATH (plus ~/.cargo/bin and /usr/sbin).
+pub fn which(program: &str) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    dirs.push("/usr/sbin".into());
+    dirs.push("/sbin".into());
+    if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(PathBuf::from(home).join(".cargo/bin"));
+    }
+    dirs.into_iter().map(|d| d.join(program)).find(|p| p.is_file())
+}
