@@ -1,0 +1,58 @@
+//! Errors of the monitor, each naming what failed.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorError {
+    #[error(transparent)]
+    Bundle(#[from] hull_oci::OciError),
+    #[error(transparent)]
+    State(#[from] hull_state::StateError),
+    #[error(transparent)]
+    Accel(#[from] hull_qemu::AccelError),
+    #[error("{program} not found: {install}")]
+    MissingProgram { program: String, install: String },
+    #[error("guest asset {path} not found: run the setup command from README.md (or set {env})")]
+    MissingAsset { path: PathBuf, env: &'static str },
+    #[error("{what}: {source}")]
+    Sys { what: String, source: std::io::Error },
+    #[error("{program} exited during startup ({status}); its log {log}: {tail}")]
+    ChildDied { program: &'static str, status: String, log: PathBuf, tail: String },
+    #[error(
+        "timed out after {timeout:?} waiting for {what} (accelerator: {accel}); guest console log: {console}"
+    )]
+    GuestTimeout { what: String, timeout: Duration, accel: String, console: PathBuf },
+    #[error("the VM went away while {what} (accelerator: {accel}); guest console log: {console}")]
+    GuestGone { what: String, accel: String, console: PathBuf },
+    #[error("guest agent: {0}")]
+    Agent(String),
+    #[error("agent channel")]
+    Protocol(#[from] hull_protocol::ProtocolError),
+    #[error("interrupted by signal {0} before the container started")]
+    Interrupted(i32),
+}
+
+impl MonitorError {
+    pub fn sys(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> MonitorError {
+        let what = what.into();
+        move |source| MonitorError::Sys { what, source }
+    }
+
+    /// Process exit code for this error (distinct per class; see README "Exit codes").
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            MonitorError::Bundle(_) => 3,
+            MonitorError::MissingProgram { .. } | MonitorError::MissingAsset { .. } => 4,
+            MonitorError::GuestTimeout { .. } | MonitorError::GuestGone { .. } => 5,
+            MonitorError::Interrupted(sig) => 128 + sig,
+            _ => 1,
+        }
+    }
+}
+
+impl From<nix::Error> for MonitorError {
+    fn from(e: nix::Error) -> Self {
+        MonitorError::Sys { what: "system call".into(), source: e.into() }
+    }
+}

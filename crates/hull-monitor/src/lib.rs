@@ -1,0 +1,19 @@
+//! The per-container monitor: the host process that owns one container's VM.
+//!
+//! It stages the container's files for virtiofsd in a private mount namespace, starts virtiofsd
+//! and QEMU (in parallel: virtiofsd gets an already-listening socket), speaks QMP and the agent
+//! protocol, relays the container's stdio, forwards signals, and exits with the container
+//! process's status. Its PID is what engines see as the container's PID (pid-file contract).
+
+pub mod agent;
+pub mod assets;
+pub mod control;
+mod error;
+pub mod log;
+mod monitor;
+pub mod share;
+pub mod sys;
+pub mod timings;
+
+pub use error::MonitorError;
+pub use monitor::{error_chain, run, Mode, Options};

@@ -1,0 +1,654 @@
+//! The monitor's life: boot the VM, create the container, start it, relay, wait, tear down.
+
+use std::fs::File;
+use std::io::{IsTerminal, Read, Write};
+use std::os::fd::{FromRawFd, RawFd};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hull_oci::{Bundle, VmPlan};
+use hull_protocol::{
+    AgentEvent, BindShare, ContainerConfig, ExitStatus, HostRequest, Reply, StartProcess,
+    StreamId, AGENT_PORT_NAME, PROTOCOL_VERSION, SHARE_TAG,
+};
+use hull_qemu::{Accel, AccelChoice, Chardev, Device, QemuCommand, QmpClient};
+use hull_state::{ContainerState, StateDir, Status};
+
+use crate::agent::{AgentConn, Event, RequestError};
+use crate::assets::Assets;
+use crate::control::{self, CtlReply, CtlRequest};
+use crate::sys::{self, Accepted, ChildGuard};
+use crate::timings::{ns_to_ms, Timings};
+use crate::{log, share, MonitorError};
+
+/// How the monitor was started.
+#[derive(Debug, Clone, Copy)]
+pub enum Mode {
+    /// `hull-runtime run`: start at once, remove everything at the end.
+    Run,
+    /// `hull-runtime create`: report readiness on `ready_fd`, wait for `start` on the control
+    /// socket, keep the stopped state until `delete`.
+    Create { ready_fd: RawFd },
+}
+
+/// Everything the monitor is told.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub root: PathBuf,
+    pub id: String,
+    pub bundle: PathBuf,
+    pub mode: Mode,
+    pub pid_file: Option<PathBuf>,
+    pub accel: Option<Accel>,
+    pub debug: bool,
+    /// The monitor binary itself (runs the KVM probe as a child).
+    pub self_exe: PathBuf,
+}
+
+const QEMU_CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+const CREATE_TIMEOUT: Duration = Duration::from_secs(30);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+const POWEROFF_TIMEOUT: Duration = Duration::from_secs(3);
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+fn boot_timeout(accel: Accel) -> Duration {
+    let default = match accel {
+        Accel::Kvm => 20,
+        Accel::Tcg => 90,
+    };
+    Duration::from_secs(env_u64("HULL_BOOT_TIMEOUT_SECS").unwrap_or(default))
+}
+
+/// Runs the monitor to the end. Returns the container process's status as a shell code.
+/// In create mode errors are also reported on the ready fd.
+pub fn run(opts: Options) -> Result<i32, MonitorError> {
+    let ready = match opts.mode {
+        // SAFETY: the runtime passed us this fd for our exclusive use.
+        Mode::Create { ready_fd } => Some(unsafe { File::from_raw_fd(ready_fd) }),
+        Mode::Run => None,
+    };
+    let mut m = Monitor { opts, ready, t0: sys::monotonic_ns(), timings: Timings::default() };
+    let r = m.run();
+    if let (Err(e), Some(ready)) = (&r, m.ready.as_mut()) {
+        let msg = serde_json::json!({"error": error_chain(e), "code": e.exit_code()});
+        let _ = writeln!(ready, "{msg}");
+    }
+    r
+}
+
+/// `error: cause: cause` in one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
+}
+
+struct Monitor {
+    opts: Options,
+    ready: Option<File>,
+    t0: u64,
+    timings: Timings,
+}
+
+/// Removes the state directory on drop unless disarmed.
+struct StateGuard {
+    sd: StateDir,
+    keep: bool,
+}
+
+impl Drop for StateGuard {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = self.sd.remove();
+        }
+    }
+}
+
+impl Monitor {
+    fn ms(&self) -> f64 {
+        ns_to_ms(sys::monotonic_ns() - self.t0)
+    }
+
+    fn run(&mut self) -> Result<i32, MonitorError> {
+        let sd = StateDir::new(&self.opts.root, &self.opts.id)?;
+        // Everything that can be wrong with the input is checked before anything exists.
+        let bundle = Bundle::load(&self.opts.bundle)?;
+        let host_cpus = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
+        let plan = VmPlan::from_bundle(&bundle, host_cpus)?;
+        let assets = Assets::locate()?;
+        let accel = self.choose_accel()?;
+        if let Some(notice) = accel.notice() {
+            log::info(&notice);
+            if std::io::stderr().is_terminal() {
+                eprintln!("{notice}");
+            }
+        }
+        sd.create()?;
+        let mut guard = StateGuard { sd: sd.clone(), keep: false };
+        // Must precede every thread of this process.
+        sys::private_mount_namespace()?;
+
+        let share_dir = sd.share_dir();
+        std::fs::create_dir(&share_dir).map_err(MonitorError::sys("create share dir"))?;
+        share::stage(&plan, &share_dir)?;
+        self.timings.host_prepared_ms = self.ms();
+
+        let vfs_listener = bind(&sd.vfs_sock())?;
+        let mut virtiofsd = share::spawn_virtiofsd(
+            &assets.virtiofsd,
+            &share_dir,
+            &vfs_listener,
+            &sd.path("virtiofsd.log"),
+        )?;
+        drop(vfs_listener);
+        self.timings.virtiofsd_spawned_ms = self.ms();
+
+        let agent_listener = bind(&sd.agent_sock())?;
+        let qmp_listener = bind(&sd.qmp_sock())?;
+        let qcmd = self.qemu_command(&assets, &plan, accel.accel, &sd);
+        log::debug(&format!("qemu: {} {:?}", qcmd.binary.display(), qcmd.args()));
+        let mut qemu = spawn_qemu(&qcmd, &sd.path("qemu.log"))?;
+        self.timings.qemu_spawned_ms = self.ms();
+
+        let qmp_stream = self.accept(&qmp_listener, &mut qemu, &mut virtiofsd, &sd, accel.accel, "QEMU's QMP connection")?;
+        let mut qmp = QmpClient::handshake(qmp_stream, QEMU_CONNECT_TIMEOUT)
+            .map_err(|e| MonitorError::Sys { what: "QMP handshake".into(), source: std::io::Error::other(e.to_string()) })?;
+        self.timings.qmp_ready_ms = self.ms();
+        let agent_stream = self.accept(&agent_listener, &mut qemu, &mut virtiofsd, &sd, accel.accel, "QEMU's agent channel connection")?;
+        drop((agent_listener, qmp_listener));
+        let _ = std::fs::remove_file(sd.agent_sock());
+        let _ = std::fs::remove_file(sd.qmp_sock());
+        self.timings.agent_connected_ms = self.ms();
+
+        let (ev_tx, ev_rx) = mpsc::channel();
+        let agent = AgentConn::start(agent_stream, ev_tx.clone())?;
+        let started = Arc::new(AtomicBool::new(false));
+        spawn_signal_thread(ev_tx.clone(), started.clone(), sd.clone(), matches!(self.opts.mode, Mode::Run))?;
+
+        let console = sd.console_log();
+        let id = self.opts.id.clone();
+        let gone = |what: &str| MonitorError::GuestGone {
+            what: what.into(),
+            accel: accel.accel.to_string(),
+            console: keep_console(&console, &id),
+        };
+        let timeout = |what: &str, t: Duration| MonitorError::GuestTimeout {
+            what: what.into(),
+            timeout: t,
+            accel: accel.accel.to_string(),
+            console: keep_console(&console, &id),
+        };
+
+        let boot = boot_timeout(accel.accel);
+        match agent.request(HostRequest::Hello { version: PROTOCOL_VERSION }, boot) {
+            Ok(Reply::Hello { agent_start_ns, agent_ready_ns, .. }) => {
+                self.timings.guest_agent_start_ms = ns_to_ms(agent_start_ns);
+                self.timings.guest_agent_ready_ms = ns_to_ms(agent_ready_ns);
+            }
+            Ok(other) => return Err(MonitorError::Agent(format!("unexpected reply to hello: {other:?}"))),
+            Err(RequestError::Timeout) => return Err(timeout("the guest agent to boot and answer", boot)),
+            Err(RequestError::Gone) => return Err(gone("booting the guest")),
+            Err(RequestError::Agent(e)) => return Err(MonitorError::Agent(e.message)),
+        }
+        self.timings.agent_ready_ms = self.ms();
+
+        let cfg = ContainerConfig {
+            id: self.opts.id.clone(),
+            spec: bundle.spec.clone(),
+            rootfs: "rootfs".into(),
+            binds: plan
+                .shares
+                .iter()
+                .filter_map(|s| {
+                    s.mount_index.map(|i| BindShare { mount_index: i, share_path: s.share_path.clone() })
+                })
+                .collect(),
+        };
+        match agent.request(HostRequest::CreateContainer(Box::new(cfg)), CREATE_TIMEOUT) {
+            Ok(_) => {}
+            Err(RequestError::Agent(e)) => return Err(MonitorError::Agent(format!("creating the container: {}", e.message))),
+            Err(RequestError::Timeout) => return Err(timeout("the guest agent to create the container", CREATE_TIMEOUT)),
+            Err(RequestError::Gone) => return Err(gone("creating the container")),
+        }
+        self.timings.container_created_ms = self.ms();
+
+        let mut state = ContainerState {
+            id: self.opts.id.clone(),
+            status: Status::Created,
+            pid: std::process::id() as i32,
+            bundle: bundle.dir.clone(),
+            rootfs: bundle.rootfs.clone(),
+            created: hull_state::now_rfc3339(),
+            owner: String::new(),
+            annotations: bundle.spec.annotations().clone().unwrap_or_default().into_iter().collect(),
+            monitor_pid: std::process::id() as i32,
+            exit_status: None,
+            accel: accel.accel.to_string(),
+            paused: false,
+        };
+        sd.save(&state)?;
+        if let Some(p) = &self.opts.pid_file {
+            write_pid_file(p, std::process::id())?;
+        }
+
+        let mut vm = Vm { agent, qmp: &mut qmp };
+        let status = match self.opts.mode {
+            Mode::Run => {
+                self.start_init(&mut vm, &sd, &mut state, &started, &gone)?;
+                self.event_loop(&mut vm, &ev_rx, &sd, &mut state)?
+            }
+            Mode::Create { .. } => {
+                let ctl = bind(&sd.ctl_sock())?;
+                control::serve(ctl, ev_tx.clone());
+                if let Some(mut r) = self.ready.take() {
+                    let _ = writeln!(r, "{}", serde_json::json!({"ok": true, "pid": std::process::id()}));
+                }
+                guard.keep = true;
+                match self.wait_for_start(&mut vm, &ev_rx, &sd, &mut state, &started, &gone)? {
+                    Some(status) => status,
+                    None => self.event_loop(&mut vm, &ev_rx, &sd, &mut state)?,
+                }
+            }
+        };
+        self.timings.process_exited_ms = self.ms();
+
+        // Record the status first, then close stdio, then let the VM go.
+        state.status = Status::Stopped;
+        state.pid = 0;
+        state.exit_status = Some(status.shell_code());
+        sd.save(&state)?;
+        sys::close_stdio();
+        qemu.wait_or_kill(POWEROFF_TIMEOUT);
+        virtiofsd.wait_or_kill(Duration::from_secs(1));
+        for f in ["ctl.sock", "vfs.sock"] {
+            let _ = std::fs::remove_file(sd.path(f));
+        }
+        self.timings.teardown_done_ms = self.ms();
+        self.write_timings();
+        Ok(status.shell_code())
+    }
+
+    fn accept(
+        &self,
+        listener: &UnixListener,
+        qemu: &mut ChildGuard,
+        virtiofsd: &mut ChildGuard,
+        sd: &StateDir,
+        accel: Accel,
+        what: &str,
+    ) -> Result<std::os::unix::net::UnixStream, MonitorError> {
+        match sys::accept_within(listener, qemu, QEMU_CONNECT_TIMEOUT)? {
+            Accepted::Stream(s) => Ok(s),
+            Accepted::PeerDied(st) => {
+                let vfs_dead = virtiofsd.try_wait();
+                let (program, log) = match vfs_dead {
+                    Some(_) => ("virtiofsd", sd.path("virtiofsd.log")),
+                    None => ("qemu", sd.path("qemu.log")),
+                };
+                Err(MonitorError::ChildDied {
+                    program,
+                    status: st.to_string(),
+                    tail: sys::log_tail(&log, 5),
+                    log,
+                })
+            }
+            Accepted::TimedOut => Err(MonitorError::GuestTimeout {
+                what: what.into(),
+                timeout: QEMU_CONNECT_TIMEOUT,
+                accel: accel.to_string(),
+                console: keep_console(&sd.console_log(), &self.opts.id),
+            }),
+        }
+    }
+
+    fn choose_accel(&self) -> Result<AccelChoice, MonitorError> {
+        let forced = match (self.opts.accel, std::env::var("HULL_ACCEL")) {
+            (Some(a), _) => Some(a),
+            (None, Ok(v)) if !v.is_empty() => Some(v.parse()?),
+            _ => None,
+        };
+        if forced.is_some() {
+            let mut probe = Command::new(&self.opts.self_exe);
+            probe.arg("probe-kvm");
+            return Ok(hull_qemu::accel::choose(forced, Some(probe))?);
+        }
+        // The probe's answer holds until the host reboots: cache it per boot.
+        let cache = self.opts.root.join(".accel-probe");
+        let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+        if let Ok(text) = std::fs::read_to_string(&cache) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+                if v["boot_id"] == boot_id.trim() {
+                    if let Ok(accel) = serde_json::from_value::<Accel>(v["accel"].clone()) {
+                        let why = v["kvm_unusable"].as_str().map(str::to_string);
+                        return Ok(AccelChoice { accel, kvm_unusable: why });
+                    }
+                }
+            }
+        }
+        let mut probe = Command::new(&self.opts.self_exe);
+        probe.arg("probe-kvm");
+        let choice = hull_qemu::accel::choose(None, Some(probe))?;
+        let _ = std::fs::create_dir_all(&self.opts.root);
+        let tmp = cache.with_extension(format!("tmp{}", std::process::id()));
+        let v = serde_json::json!({"boot_id": boot_id.trim(), "accel": choice.accel, "kvm_unusable": choice.kvm_unusable});
+        if std::fs::write(&tmp, v.to_string()).is_ok() {
+            let _ = std::fs::rename(&tmp, &cache);
+        }
+        Ok(choice)
+    }
+
+    fn qemu_command(&self, assets: &Assets, plan: &VmPlan, accel: Accel, sd: &StateDir) -> QemuCommand {
+        let mut cmdline = String::from(
+            "console=hvc0 reboot=t panic=-1 tsc=reliable no_timer_check rcupdate.rcu_expedited=1 \
+             cryptomgr.notests random.trust_cpu=on 8250.nr_uarts=0",
+        );
+        if self.opts.debug {
+            cmdline.push_str(" hull.debug");
+        } else {
+            cmdline.push_str(" quiet");
+        }
+        QemuCommand {
+            binary: assets.qemu.clone(),
+            name: format!("hull-{}", self.opts.id),
+            accel,
+            tcg_tb_size_mib: env_u64("HULL_TCG_TB_SIZE_MIB").unwrap_or(64) as u32,
+            vcpus: plan.vcpus,
+            memory_mib: plan.memory_mib,
+            kernel: assets.kernel.clone(),
+            initrd: assets.initrd.clone(),
+            kernel_cmdline: cmdline,
+            chardevs: vec![
+                Chardev::SocketClient { id: "qmp".into(), path: sd.qmp_sock() },
+                Chardev::File { id: "console".into(), path: sd.console_log() },
+                Chardev::SocketClient { id: "agent".into(), path: sd.agent_sock() },
+                Chardev::SocketClient { id: "vfs".into(), path: sd.vfs_sock() },
+            ],
+            devices: vec![
+                Device::VirtioSerial { id: "vser0".into(), max_ports: 4 },
+                Device::VirtConsole { chardev: "console".into() },
+                Device::VirtSerialPort { chardev: "agent".into(), name: AGENT_PORT_NAME.into() },
+                Device::VhostUserFs { chardev: "vfs".into(), tag: SHARE_TAG.into(), queue_size: 1024 },
+            ],
+            qmp_chardev: "qmp".into(),
+        }
+    }
+
+    fn start_init(
+        &mut self,
+        vm: &mut Vm,
+        sd: &StateDir,
+        state: &mut ContainerState,
+        started: &AtomicBool,
+        gone: &dyn Fn(&str) -> MonitorError,
+    ) -> Result<(), MonitorError> {
+        vm.agent.add_sink(StreamId::stdout(0), Box::new(dup_fd(1)));
+        vm.agent.add_sink(StreamId::stderr(0), Box::new(dup_fd(2)));
+        let req = StartProcess { exec_id: 0, process: None, stdin: true };
+        match vm.agent.request(HostRequest::StartProcess(Box::new(req)), REQUEST_TIMEOUT) {
+            Ok(Reply::Started { started_ns, .. }) => {
+                self.timings.guest_process_started_ms = ns_to_ms(started_ns)
+            }
+            Ok(other) => return Err(MonitorError::Agent(format!("unexpected reply to start: {other:?}"))),
+            Err(RequestError::Agent(e)) => return Err(MonitorError::Agent(e.message)),
+            Err(RequestError::Timeout) => return Err(MonitorError::Agent("starting the container process timed out".into())),
+            Err(RequestError::Gone) => return Err(gone("starting the container process")),
+        }
+        started.store(true, Ordering::SeqCst);
+        self.timings.process_started_ms = self.ms();
+        state.status = Status::Running;
+        sd.save(state)?;
+        spawn_stdin_pump(vm.agent.clone(), StreamId::stdin(0));
+        Ok(())
+    }
+
+    /// Create mode: serve control requests until `start` (or a kill before start).
+    fn wait_for_start(
+        &mut self,
+        vm: &mut Vm,
+        ev_rx: &Receiver<Event>,
+        sd: &StateDir,
+        state: &mut ContainerState,
+        started: &AtomicBool,
+        gone: &dyn Fn(&str) -> MonitorError,
+    ) -> Result<Option<ExitStatus>, MonitorError> {
+        loop {
+            let Ok(ev) = ev_rx.recv() else { return Err(gone("waiting for start")) };
+            match ev {
+                Event::Control(c) => match c.request {
+                    CtlRequest::Start => {
+                        let r = self.start_init(vm, sd, state, started, gone);
+                        let _ = c.reply.send(match &r {
+                            Ok(()) => CtlReply::Ok,
+                            Err(e) => CtlReply::Error { message: error_chain(e) },
+                        });
+                        r?;
+                        return Ok(None);
+                    }
+                    CtlRequest::Kill { signal, .. } => {
+                        // Nothing runs yet: the container ends as if killed by the signal.
+                        let _ = c.reply.send(CtlReply::Ok);
+                        return Ok(Some(ExitStatus::Signal(signal)));
+                    }
+                    other => {
+                        let reply = self.handle_control(vm, state, sd, other, false);
+                        let _ = c.reply.send(reply);
+                    }
+                },
+                Event::Signal(sig) if sig == libc::SIGTERM || sig == libc::SIGINT => {
+                    return Ok(Some(ExitStatus::Signal(sig)))
+                }
+                Event::Signal(_) | Event::Agent(_) => {}
+                Event::Disconnected(_) => return Err(gone("waiting for start")),
+            }
+        }
+    }
+
+    fn event_loop(
+        &mut self,
+        vm: &mut Vm,
+        ev_rx: &Receiver<Event>,
+        sd: &StateDir,
+        state: &mut ContainerState,
+    ) -> Result<ExitStatus, MonitorError> {
+        loop {
+            let Ok(ev) = ev_rx.recv() else {
+                return Err(MonitorError::Agent("event channel closed".into()));
+            };
+            match ev {
+                Event::Agent(AgentEvent::Exited { exec_id: 0, status, exited_ns }) => {
+                    self.timings.guest_process_exited_ms = ns_to_ms(exited_ns);
+                    return Ok(status);
+                }
+                Event::Agent(AgentEvent::Exited { .. }) => {}
+                Event::Signal(sig) => {
+                    let req = HostRequest::Signal { exec_id: 0, signal: sig, all: false };
+                    if let Err(RequestError::Agent(e)) = vm.agent.request(req, REQUEST_TIMEOUT) {
+                        log::debug(&format!("forwarding signal {sig}: {}", e.message));
+                    }
+                }
+                Event::Control(c) => {
+                    let reply = self.handle_control(vm, state, sd, c.request, true);
+                    let _ = c.reply.send(reply);
+                }
+                Event::Disconnected(why) => {
+                    log::error(&format!("VM went away: {why}"));
+                    return Err(MonitorError::GuestGone {
+                        what: "the container was running".into(),
+                        accel: state.accel.clone(),
+                        console: keep_console(&sd.console_log(), &self.opts.id),
+                    });
+                }
+            }
+        }
+    }
+
+    fn handle_control(
+        &mut self,
+        vm: &mut Vm,
+        state: &mut ContainerState,
+        sd: &StateDir,
+        req: CtlRequest,
+        running: bool,
+    ) -> CtlReply {
+        let err = |m: String| CtlReply::Error { message: m };
+        match req {
+            CtlRequest::Start => err("cannot start a container that has already started".into()),
+            CtlRequest::Kill { signal, all } => {
+                if !running {
+                    return err("container not running".into());
+                }
+                match vm.agent.request(HostRequest::Signal { exec_id: 0, signal, all }, REQUEST_TIMEOUT) {
+                    Ok(_) => CtlReply::Ok,
+                    Err(e) => err(request_error_text(e)),
+                }
+            }
+            CtlRequest::Pause | CtlRequest::Resume => {
+                let pause = matches!(req, CtlRequest::Pause);
+                let r = if pause { vm.qmp.stop() } else { vm.qmp.cont() };
+                match r {
+                    Ok(()) => {
+                        state.paused = pause;
+                        let _ = sd.save(state);
+                        CtlReply::Ok
+                    }
+                    Err(e) => err(e.to_string()),
+                }
+            }
+            CtlRequest::Stats => match vm.agent.request(HostRequest::Stats, REQUEST_TIMEOUT) {
+                Ok(Reply::Stats(stats)) => CtlReply::Stats { stats },
+                Ok(other) => err(format!("unexpected reply {other:?}")),
+                Err(e) => err(request_error_text(e)),
+            },
+            CtlRequest::Ps => CtlReply::Ps { pids: vec![std::process::id() as i32] },
+        }
+    }
+
+    fn write_timings(&self) {
+        if let Some(p) = std::env::var_os("HULL_TIMINGS_FILE") {
+            let _ = std::fs::write(p, serde_json::to_vec_pretty(&self.timings).unwrap_or_default());
+        }
+        log::debug(&format!("timings: {}", serde_json::to_string(&self.timings).unwrap_or_default()));
+    }
+}
+
+struct Vm<'a> {
+    agent: AgentConn,
+    qmp: &'a mut QmpClient,
+}
+
+fn request_error_text(e: RequestError) -> String {
+    match e {
+        RequestError::Agent(e) => e.message,
+        RequestError::Timeout => "the guest agent did not answer in time".into(),
+        RequestError::Gone => "container not running".into(),
+    }
+}
+
+fn bind(path: &Path) -> Result<UnixListener, MonitorError> {
+    let _ = std::fs::remove_file(path);
+    UnixListener::bind(path).map_err(MonitorError::sys(format!("listen on {}", path.display())))
+}
+
+fn spawn_qemu(q: &QemuCommand, log: &Path) -> Result<ChildGuard, MonitorError> {
+    let log_file = File::create(log).map_err(MonitorError::sys(format!("create {}", log.display())))?;
+    let mut cmd = q.command();
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log_file);
+    sys::kill_with_parent(&mut cmd);
+    let child = cmd.spawn().map_err(MonitorError::sys(format!("start {}", q.binary.display())))?;
+    Ok(ChildGuard::new("qemu", child))
+}
+
+/// Copies the console log somewhere that outlives the state directory, for error messages.
+fn keep_console(console: &Path, id: &str) -> PathBuf {
+    let kept = std::env::temp_dir().join(format!("hull-{id}-console.log"));
+    match std::fs::copy(console, &kept) {
+        Ok(_) => kept,
+        Err(_) => console.to_path_buf(),
+    }
+}
+
+fn write_pid_file(path: &Path, pid: u32) -> Result<(), MonitorError> {
+    let tmp = path.with_extension(format!("hull-tmp{pid}"));
+    std::fs::write(&tmp, pid.to_string())
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(MonitorError::sys(format!("write pid file {}", path.display())))
+}
+
+/// A duplicate of one of our fds as a File (a sink that survives the original being replaced).
+fn dup_fd(fd: RawFd) -> Box<dyn Write + Send> {
+    // SAFETY: dup of a standard fd; the result is a new fd that we own exclusively.
+    let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+    if new < 0 {
+        return Box::new(std::io::sink());
+    }
+    // SAFETY: `new` is a freshly duplicated fd owned by nobody else.
+    Box::new(unsafe { File::from_raw_fd(new) })
+}
+
+fn spawn_stdin_pump(agent: AgentConn, stream: StreamId) {
+    let _ = std::thread::Builder::new().name("stdin".into()).spawn(move || {
+        // SAFETY: dup of fd 0; the duplicate is owned by this thread's File.
+        let fd = unsafe { libc::fcntl(0, libc::F_DUPFD_CLOEXEC, 3) };
+        if fd >= 0 {
+            // SAFETY: fresh fd owned only here.
+            let mut stdin = unsafe { File::from_raw_fd(fd) };
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match stdin.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        if agent.send_data(stream, &buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+        }
+        let _ = agent.send_eof(stream);
+    });
+}
+
+/// Forwards signals to the main loop. Before the container started, SIGINT/SIGTERM/SIGHUP abort:
+/// the state directory goes, QEMU and virtiofsd die with us (PDEATHSIG), mounts with our
+/// namespace.
+fn spawn_signal_thread(
+    events: Sender<Event>,
+    started: Arc<AtomicBool>,
+    sd: StateDir,
+    remove_state: bool,
+) -> Result<(), MonitorError> {
+    use signal_hook::consts::*;
+    let mut signals = signal_hook::iterator::Signals::new([
+        SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH,
+    ])
+    .map_err(MonitorError::sys("install signal handlers"))?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                let fatal = matches!(sig, SIGINT | SIGTERM | SIGHUP | SIGQUIT);
+                if fatal && !started.load(Ordering::SeqCst) && remove_state {
+                    let _ = sd.remove();
+                    std::process::exit(128 + sig);
+                }
+                let _ = events.send(Event::Signal(sig));
+            }
+        })
+        .map_err(MonitorError::sys("spawn signal thread"))?;
+    Ok(())
+}

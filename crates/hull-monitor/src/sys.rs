@@ -1,0 +1,189 @@
+//! Small safe wrappers over the system calls the monitor needs.
+
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use nix::mount::{mount, MsFlags};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+use crate::MonitorError;
+
+/// Moves the monitor into a private mount namespace. Everything it mounts there (the staging of
+/// shared files) disappears with the last process in it, so a killed monitor leaks no mount.
+/// Must run before any thread is started.
+pub fn private_mount_namespace() -> Result<(), MonitorError> {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+        .map_err(|e| MonitorError::sys("unshare(CLONE_NEWNS) for the staging mounts")(e.into()))?;
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .map_err(|e| MonitorError::sys("making / private in the monitor's mount namespace")(e.into()))
+}
+
+pub fn mount_tmpfs(target: &Path) -> Result<(), MonitorError> {
+    mount(
+        Some("hull-share"),
+        target,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=0755,size=64k"),
+    )
+    .map_err(|e| MonitorError::sys(format!("mount tmpfs on {}", target.display()))(e.into()))
+}
+
+pub fn bind_mount(source: &Path, target: &Path) -> Result<(), MonitorError> {
+    mount(Some(source), target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+        .map_err(|e| {
+            MonitorError::sys(format!("bind mount {} on {}", source.display(), target.display()))(
+                e.into(),
+            )
+        })
+}
+
+/// Makes `cmd`'s child die with SIGKILL when the monitor dies (no orphaned QEMU/virtiofsd).
+pub fn kill_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Makes `fd` survive exec in the child at the same number (clears CLOEXEC in the child only).
+pub fn inherit_fd(cmd: &mut Command, fd: RawFd) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: fcntl on an fd number is async-signal-safe; it only changes the child's fd flags.
+    unsafe {
+        cmd.pre_exec(move || {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// A child process that is killed and reaped when dropped, unless released.
+pub struct ChildGuard {
+    pub name: &'static str,
+    child: Option<Child>,
+}
+
+impl ChildGuard {
+    pub fn new(name: &'static str, child: Child) -> Self {
+        Self { name, child: Some(child) }
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// `Some(status)` if it has exited.
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// Waits up to `timeout` for it to exit on its own, then kills it.
+    pub fn wait_or_kill(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut()?;
+        loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                self.child = None;
+                return Some(st);
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let st = child.wait().ok();
+                self.child = None;
+                return st;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Outcome of waiting for a connection.
+pub enum Accepted {
+    Stream(UnixStream),
+    /// The process that should connect has exited.
+    PeerDied(std::process::ExitStatus),
+    TimedOut,
+}
+
+/// Accepts one connection on `listener` within `timeout`, watching `peer` for early death.
+pub fn accept_within(
+    listener: &UnixListener,
+    peer: &mut ChildGuard,
+    timeout: Duration,
+) -> Result<Accepted, MonitorError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(Accepted::TimedOut);
+        }
+        let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+        let slice = left.min(Duration::from_millis(20));
+        let n = poll(&mut fds, PollTimeout::try_from(slice.as_millis() as i32).unwrap_or(PollTimeout::MAX))
+            .or_else(|e| if e == nix::errno::Errno::EINTR { Ok(0) } else { Err(e) })?;
+        if n > 0 {
+            let (s, _) = listener.accept().map_err(MonitorError::sys("accept"))?;
+            s.set_nonblocking(false).map_err(MonitorError::sys("accept"))?;
+            return Ok(Accepted::Stream(s));
+        }
+        if let Some(st) = peer.try_wait() {
+            return Ok(Accepted::PeerDied(st));
+        }
+    }
+}
+
+/// Last lines of a log file, for error messages.
+pub fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let v: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let tail = v[v.len().saturating_sub(lines)..].join(" | ");
+    if tail.is_empty() {
+        "(empty)".into()
+    } else {
+        tail
+    }
+}
+
+/// CLOCK_MONOTONIC now, in ns.
+pub fn monotonic_ns() -> u64 {
+    match nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC) {
+        Ok(t) => t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64,
+        Err(_) => 0,
+    }
+}
+
+/// Replaces fds 0, 1 and 2 with /dev/null (the container's stdio is closed once it exits).
+pub fn close_stdio() {
+    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+        for fd in 0..3 {
+            // SAFETY: dup2 onto the standard fds; `null` stays valid for the call.
+            unsafe { libc::dup2(null.as_raw_fd(), fd) };
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! `delete [--force] ID`: remove every trace of a stopped container; with --force, kill first.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Result};
+use hull_monitor::control::CtlRequest;
+use hull_state::{StateDir, StateError, Status};
+
+use crate::Ctx;
+
+const STOP_WAIT: Duration = Duration::from_secs(10);
+
+pub fn delete(ctx: &Ctx, a: liboci_cli::Delete) -> Result<i32> {
+    let sd = StateDir::new(&ctx.root, &a.container_id)?;
+    let st = match super::load(ctx, &a.container_id) {
+        Ok((_, st)) => Some(st),
+        Err(e) => match e.downcast_ref::<StateError>() {
+            Some(StateError::NotFound(_)) if a.force => None,
+            _ => return Err(e),
+        },
+    };
+    let _lock = if sd.exists() { Some(sd.lock()?) } else { None };
+    if let Some(st) = &st {
+        if st.status != Status::Stopped {
+            if !a.force {
+                return Err(anyhow!(
+                    "cannot delete container {} that is not stopped: {}",
+                    a.container_id,
+                    serde_json::to_value(st.status)?.as_str().unwrap_or("running")
+                ));
+            }
+            let _ = super::call(&sd, &CtlRequest::Kill { signal: libc::SIGKILL, all: true }, Duration::from_secs(5));
+            let deadline = Instant::now() + STOP_WAIT;
+            while super::pid_alive(st.monitor_pid) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if super::pid_alive(st.monitor_pid) {
+                // Its QEMU and virtiofsd die with it (PDEATHSIG), its mounts with its namespace.
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(st.monitor_pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+    sd.remove()?;
+    Ok(0)
+}

@@ -1,0 +1,18 @@
+//! `run`: create + start in the foreground. The process becomes the monitor (exec), so its PID,
+//! stdio and signals are the container's, and its exit code is the container process's.
+
+use std::os::unix::process::CommandExt;
+
+use anyhow::{anyhow, Result};
+
+use crate::Ctx;
+
+pub fn run(ctx: &Ctx, a: liboci_cli::Run) -> Result<i32> {
+    hull_state::validate_id(&a.container_id)?;
+    if a.detach {
+        return Err(anyhow!("run --detach is not supported yet: use create and start"));
+    }
+    let mut cmd = super::monitor_command(ctx, &a.container_id, &a.bundle, a.pid_file.as_deref())?;
+    let err = cmd.exec();
+    Err(anyhow!("cannot execute {}: {err}", super::monitor_binary().display()))
+}

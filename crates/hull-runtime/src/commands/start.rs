@@ -1,0 +1,37 @@
+//! `start`: tell the monitor to start the container's process. Waits (with a deadline) for a
+//! `create` still in flight.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Result};
+use hull_monitor::control::CtlRequest;
+use hull_state::{StateDir, StateError, Status};
+
+use crate::Ctx;
+
+const CREATE_WAIT: Duration = Duration::from_secs(120);
+
+pub fn start(ctx: &Ctx, a: liboci_cli::Start) -> Result<i32> {
+    let sd = StateDir::new(&ctx.root, &a.container_id)?;
+    let deadline = Instant::now() + CREATE_WAIT;
+    let st = loop {
+        match super::load(ctx, &a.container_id) {
+            Ok((_, st)) => break st,
+            // The directory exists but state.json does not yet: create is still booting.
+            Err(e) if sd.exists() && matches!(e.downcast_ref::<StateError>(), Some(StateError::NotFound(_))) => {
+                if Instant::now() >= deadline {
+                    return Err(anyhow!("container {:?} is still being created after {CREATE_WAIT:?}", a.container_id));
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    match st.status {
+        Status::Created => {}
+        Status::Stopped => return Err(anyhow!("cannot start a container that has stopped")),
+        _ => return Err(anyhow!("cannot start an already running container")),
+    }
+    super::call(&sd, &CtlRequest::Start, Duration::from_secs(60))?;
+    Ok(0)
+}

@@ -1,0 +1,292 @@
+//! A container's state directory: the one place where the runtime CLI and the container's
+//! monitor meet. Layout of `<root>/<id>/`:
+//!
+//! | file | written by | what |
+//! |---|---|---|
+//! | `state.json` | monitor (atomically: tmp + rename) | [`ContainerState`] |
+//! | `lock` | any command | `flock` serialising commands on this container |
+//! | `ctl.sock` | monitor | control socket for start/kill/exec/pause/... |
+//! | `agent.sock`, `qmp.sock`, `vfs.sock` | monitor | QEMU's agent channel, QMP, virtiofsd |
+//! | `console.log` | QEMU | the guest kernel console (never mixed with container output) |
+//! | `qemu.log`, `virtiofsd.log` | QEMU, virtiofsd | their own stderr |
+//! | `timings.json` | monitor | phase timestamps of the start (see the benchmark) |
+
+use std::fs;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Default state root (runc's is /run/runc).
+pub const DEFAULT_ROOT: &str = "/run/hull";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("invalid container id {0:?}: use letters, digits, '_', '+', '-' and '.'")]
+    InvalidId(String),
+    #[error("container with id {0:?} already exists")]
+    Exists(String),
+    #[error("container {0:?} does not exist")]
+    NotFound(String),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: corrupt state: {source}")]
+    Corrupt { path: PathBuf, source: serde_json::Error },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
+    move |source| StateError::Io { path: path.to_path_buf(), source }
+}
+
+/// Lifecycle status as the OCI runtime-spec names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Creating,
+    Created,
+    Running,
+    Stopped,
+}
+
+/// What `state.json` holds: the OCI state plus hull's own fields.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerState {
+    pub id: String,
+    pub status: Status,
+    /// Host PID that stands for the container process (the monitor), 0 once stopped.
+    pub pid: i32,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    /// RFC 3339 creation time.
+    pub created: String,
+    pub owner: String,
+    #[serde(default)]
+    pub annotations: std::collections::BTreeMap<String, String>,
+    /// The monitor process (also while stopped, until it exits).
+    pub monitor_pid: i32,
+    /// Exit status of the container process once stopped (128+N for signal N).
+    #[serde(default)]
+    pub exit_status: Option<i32>,
+    /// Accelerator the VM runs on.
+    pub accel: String,
+    /// Whether the VM's vCPUs are paused (OCI has no "paused" status; runc shows it in list).
+    #[serde(default)]
+    pub paused: bool,
+}
+
+/// The state directory of one container.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    pub id: String,
+    pub dir: PathBuf,
+}
+
+/// Checks a container id like runc does.
+pub fn validate_id(id: &str) -> Result<(), StateError> {
+    let ok = !id.is_empty()
+        && id != "."
+        && id != ".."
+        && id.len() <= 1024
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || "_+-.".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(StateError::InvalidId(id.to_string()))
+    }
+}
+
+impl StateDir {
+    pub fn new(root: &Path, id: &str) -> Result<Self, StateError> {
+        validate_id(id)?;
+        Ok(Self { id: id.to_string(), dir: root.join(id) })
+    }
+
+    /// Creates the directory; fails if the container exists.
+    pub fn create(&self) -> Result<(), StateError> {
+        if let Some(root) = self.dir.parent() {
+            fs::create_dir_all(root).map_err(io_err(root))?;
+        }
+        match fs::create_dir(&self.dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                Err(StateError::Exists(self.id.clone()))
+            }
+            Err(e) => Err(io_err(&self.dir)(e)),
+        }
+    }
+
+    pub fn exists(&self) -> bool {
+        self.dir.is_dir()
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+    pub fn state_json(&self) -> PathBuf {
+        self.path("state.json")
+    }
+    pub fn ctl_sock(&self) -> PathBuf {
+        self.path("ctl.sock")
+    }
+    pub fn agent_sock(&self) -> PathBuf {
+        self.path("agent.sock")
+    }
+    pub fn qmp_sock(&self) -> PathBuf {
+        self.path("qmp.sock")
+    }
+    pub fn vfs_sock(&self) -> PathBuf {
+        self.path("vfs.sock")
+    }
+    pub fn console_log(&self) -> PathBuf {
+        self.path("console.log")
+    }
+    pub fn share_dir(&self) -> PathBuf {
+        self.path("share")
+    }
+
+    /// Reads `state.json`. A missing directory or file means the container does not exist.
+    pub fn load(&self) -> Result<ContainerState, StateError> {
+        let p = self.state_json();
+        let bytes = match fs::read(&p) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StateError::NotFound(self.id.clone()))
+            }
+            Err(e) => return Err(io_err(&p)(e)),
+        };
+        serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt { path: p, source })
+    }
+
+    /// Writes `state.json` atomically (readers see the old or the new file, never a mix).
+    pub fn save(&self, st: &ContainerState) -> Result<(), StateError> {
+        let p = self.state_json();
+        let tmp = self.path(".state.json.tmp");
+        let mut f = fs::File::create(&tmp).map_err(io_err(&tmp))?;
+        f.write_all(&serde_json::to_vec(st).expect("state serializes")).map_err(io_err(&tmp))?;
+        fs::rename(&tmp, &p).map_err(io_err(&p))
+    }
+
+    /// Removes the whole directory (a missing one is fine).
+    pub fn remove(&self) -> Result<(), StateError> {
+        match fs::remove_dir_all(&self.dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(&self.dir)(e)),
+        }
+    }
+
+    /// Takes the per-container lock (blocking), released when the guard drops.
+    pub fn lock(&self) -> Result<LockGuard, StateError> {
+        let p = self.path("lock");
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&p)
+            .map_err(io_err(&p))?;
+        // SAFETY: flock on a file descriptor we own; no memory is involved.
+        let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+        if r != 0 {
+            return Err(io_err(&p)(std::io::Error::last_os_error()));
+        }
+        Ok(LockGuard { _file: f })
+    }
+}
+
+/// Holds a container's lock; dropping the file releases it.
+pub struct LockGuard {
+    _file: fs::File,
+}
+
+/// Lists container ids under `root`.
+pub fn list(root: &Path) -> Result<Vec<String>, StateError> {
+    let rd = match fs::read_dir(root) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err(root)(e)),
+    };
+    let mut ids: Vec<String> = rd
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("state.json").is_file())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    ids.sort();
+    Ok(ids)
+}
+
+/// Current time as RFC 3339 UTC with nanoseconds (as runc prints `created`).
+pub fn now_rfc3339() -> String {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    rfc3339(d.as_secs() as i64, d.subsec_nanos())
+}
+
+fn rfc3339(secs: i64, nanos: u32) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_checked_like_runc() {
+        assert!(validate_id("abc-1.2_x+y").is_ok());
+        for bad in ["", "a/b", "..", "a b"] {
+            assert!(validate_id(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rfc3339_formats_known_instants() {
+        assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(rfc3339(1_700_000_000, 5), "2023-11-14T22:13:20.000000005Z");
+    }
+
+    #[test]
+    fn state_round_trips_and_create_refuses_duplicates() {
+        let root = tempfile::tempdir().unwrap();
+        let sd = StateDir::new(root.path(), "c1").unwrap();
+        sd.create().unwrap();
+        assert!(matches!(sd.create(), Err(StateError::Exists(_))));
+        assert!(matches!(sd.load(), Err(StateError::NotFound(_))));
+        let st = ContainerState {
+            id: "c1".into(),
+            status: Status::Created,
+            pid: 42,
+            bundle: "/b".into(),
+            rootfs: "/b/rootfs".into(),
+            created: now_rfc3339(),
+            owner: "root".into(),
+            annotations: Default::default(),
+            monitor_pid: 42,
+            exit_status: None,
+            accel: "tcg".into(),
+            paused: false,
+        };
+        sd.save(&st).unwrap();
+        assert_eq!(sd.load().unwrap().status, Status::Created);
+        assert_eq!(list(root.path()).unwrap(), vec!["c1".to_string()]);
+        let _g = sd.lock().unwrap();
+        sd.remove().unwrap();
+        assert!(!sd.exists());
+    }
+}
