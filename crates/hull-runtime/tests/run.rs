@@ -241,3 +241,20 @@ fn a_guest_that_never_answers_times_out_with_accelerator_and_console_log() {
         &["timed out after 4s", "guest agent", "accelerator: tcg", "console log"],
     );
 }
+
+#[test]
+fn interrupting_a_booting_container_cleans_up_and_keeps_the_rootfs() {
+    let root = Root::new();
+    let b = Bundle::busybox(&["true"]);
+    let mut c = root.cmd(&["run", "--bundle"]);
+    c.arg(b.path()).arg("intr");
+    let child = spawn(&mut c, false);
+    // The moment the VM exists (its console log appears), interrupt.
+    let console = root.path().join("intr/console.log");
+    hull_testkit::wait::wait_for("the VM to start", VM_TIMEOUT, || console.exists().then_some(()));
+    Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    let out = finish(child, None, VM_TIMEOUT);
+    assert!(out.code == Some(143) || out.code == Some(42) || out.code == Some(0), "{out}");
+    root.assert_clean("intr");
+    assert!(b.rootfs().join("bin/busybox").is_file(), "the bundle's rootfs must survive cleanup");
+}

@@ -168,8 +168,19 @@ impl StateDir {
     }
 
     /// Removes the whole directory (a missing one is fine).
+    ///
+    /// Never descends into another filesystem: the monitor's staging tree (`share/`) holds bind
+    /// mounts of the container's rootfs and volumes, which must never be deleted. A mount point
+    /// found inside is detached first, and left alone if that fails.
     pub fn remove(&self) -> Result<(), StateError> {
-        match fs::remove_dir_all(&self.dir) {
+        use std::os::unix::fs::MetadataExt;
+        let dev = match fs::symlink_metadata(&self.dir) {
+            Ok(m) => m.dev(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_err(&self.dir)(e)),
+        };
+        remove_tree_on_dev(&self.dir, dev);
+        match fs::remove_dir(&self.dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io_err(&self.dir)(e)),
@@ -192,6 +203,43 @@ impl StateDir {
         }
         Ok(LockGuard { _file: f })
     }
+}
+
+/// Removes the contents of `dir` that live on device `dev`; detaches mount points on the way.
+fn remove_tree_on_dev(dir: &Path, dev: u64) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(rd) = fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let p = e.path();
+        let Ok(m) = fs::symlink_metadata(&p) else { continue };
+        if m.is_dir() {
+            if m.dev() != dev {
+                detach_mount(&p);
+                match fs::symlink_metadata(&p) {
+                    Ok(m2) if m2.dev() == dev => {}
+                    _ => continue, // still a mount point: leave it alone
+                }
+            }
+            remove_tree_on_dev(&p, dev);
+            let _ = fs::remove_dir(&p);
+        } else {
+            // A file bind-mounted here has the source's device: detach rather than delete.
+            if m.dev() != dev {
+                detach_mount(&p);
+                if fs::symlink_metadata(&p).map(|m2| m2.dev() != dev).unwrap_or(true) {
+                    continue;
+                }
+            }
+            let _ = fs::remove_file(&p);
+        }
+    }
+}
+
+fn detach_mount(p: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(p.as_os_str().as_bytes()) else { return };
+    // SAFETY: umount2 with a valid NUL-terminated path; failure is harmless.
+    unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
 }
 
 /// Holds a container's lock; dropping the file releases it.
@@ -287,6 +335,19 @@ mod tests {
         assert_eq!(list(root.path()).unwrap(), vec!["c1".to_string()]);
         let _g = sd.lock().unwrap();
         sd.remove().unwrap();
+        assert!(!sd.exists());
+    }
+
+    #[test]
+    fn remove_never_follows_symlinks_out_of_the_state_dir() {
+        let root = tempfile::tempdir().unwrap();
+        let precious = tempfile::tempdir().unwrap();
+        std::fs::write(precious.path().join("keep"), "x").unwrap();
+        let sd = StateDir::new(root.path(), "c2").unwrap();
+        sd.create().unwrap();
+        std::os::unix::fs::symlink(precious.path(), sd.path("link")).unwrap();
+        sd.remove().unwrap();
+        assert!(precious.path().join("keep").exists());
         assert!(!sd.exists());
     }
 }
