@@ -314,6 +314,28 @@ impl Monitor {
         }
     }
 
+    /// The host TSC frequency (for TCG guests), measured once per host boot and cached.
+    fn host_tsc_khz(&self) -> Option<u64> {
+        let cache = self.opts.root.join(".host-tsc");
+        let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+        if let Ok(text) = std::fs::read_to_string(&cache) {
+            if let Some((b, k)) = text.split_once(' ') {
+                if b == boot_id.trim() {
+                    if let Ok(k) = k.trim().parse() {
+                        return Some(k);
+                    }
+                }
+            }
+        }
+        let khz = hull_qemu::tsc::host_tsc_khz(Duration::from_millis(10))?;
+        let _ = std::fs::create_dir_all(&self.opts.root);
+        let tmp = cache.with_extension(format!("tmp{}", std::process::id()));
+        if std::fs::write(&tmp, format!("{} {khz}", boot_id.trim())).is_ok() {
+            let _ = std::fs::rename(&tmp, &cache);
+        }
+        Some(khz)
+    }
+
     fn choose_accel(&self) -> Result<AccelChoice, MonitorError> {
         let forced = match (self.opts.accel, std::env::var("HULL_ACCEL")) {
             (Some(a), _) => Some(a),
@@ -355,6 +377,12 @@ impl Monitor {
             "console=hvc0 reboot=t panic=-1 tsc=reliable no_timer_check rcupdate.rcu_expedited=1 \
              cryptomgr.notests random.trust_cpu=on 8250.nr_uarts=0",
         );
+        if accel == Accel::Tcg {
+            // See hull_qemu::tsc: without it, TCG guests hang in TSC calibration on a busy host.
+            if let Some(khz) = self.host_tsc_khz() {
+                cmdline.push_str(&format!(" tsc_early_khz={khz}"));
+            }
+        }
         if self.opts.debug {
             cmdline.push_str(" hull.debug");
         } else {

@@ -5,6 +5,7 @@ pub mod accel;
 pub mod cmdline;
 pub mod kvm_probe;
 pub mod qmp;
+pub mod tsc;
 
 pub use accel::{Accel, AccelChoice, AccelError};
 pub use cmdline::{Chardev, Device, QemuCommand};

@@ -6,6 +6,9 @@
 //! install: a test that cannot run its real part fails, it never passes silently.
 
 pub mod bundle;
+pub mod command;
+pub mod engines;
+pub mod image;
 pub mod wait;
 
 use std::path::PathBuf;

@@ -31,7 +31,13 @@ impl Root {
     /// `hull-runtime --root <root> <args>`.
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(hull_testkit::hull_bin("hull-runtime"));
-        c.arg("--root").arg(self.path()).args(args);
+        c.arg("--root").arg(self.path());
+        // HULL_TEST_LOG_DIR=DIR keeps a debug log per test run there.
+        if let Some(d) = std::env::var_os("HULL_TEST_LOG_DIR") {
+            let name = self.path().file_name().unwrap().to_string_lossy().into_owned();
+            c.arg("--debug").arg("--log").arg(Path::new(&d).join(format!("{name}.log")));
+        }
+        c.args(args);
         c
     }
 

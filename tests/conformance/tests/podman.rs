@@ -1,0 +1,248 @@
+//! podman (via conmon) driving the runtime under test. Each test has its own private podman
+//! store and config ([`Podman`]); dropping it removes every container it made.
+
+use std::time::Duration;
+
+use hull_conformance::assert_contains;
+use hull_conformance::pty::Pty;
+use hull_testkit::engines::{unique_name, Podman, Registry};
+use hull_testkit::wait::wait_for;
+
+const TERM_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// `run` flags common to every container: no network, the sandbox's rlimits.
+fn run_flags() -> Vec<&'static str> {
+    let mut f = vec!["--network", "none"];
+    f.extend(Podman::ULIMITS);
+    f
+}
+
+/// `podman run <flags> ARGS…` (ARGS include the image and command).
+fn run_args<'a>(extra: &[&'a str], rest: &[&'a str]) -> Vec<&'a str> {
+    let mut a = vec!["run"];
+    a.extend(run_flags());
+    a.extend(extra);
+    a.extend(rest);
+    a
+}
+
+/// A container that exits 0 promptly on SIGTERM (PID 1 gets no default signal actions), and
+/// creates /tmp/ready once its trap is set.
+const SERVICE: [&str; 3] = [
+    "sh",
+    "-c",
+    "trap 'exit 0' TERM; touch /tmp/ready; sleep 1000 & wait",
+];
+
+fn start_service(p: &Podman, name: &str) {
+    let mut args = run_args(&["-d", "--name", name, Podman::IMAGE], &[]);
+    args.extend(SERVICE);
+    let id = p.podman(&args).ok().stdout.trim().to_owned();
+    assert_eq!(
+        id.len(),
+        64,
+        "podman run -d should print the container ID, got {id:?}"
+    );
+    assert_eq!(p.status(name), "running");
+    // Signals sent before the trap is set would be ignored by PID 1: wait for it.
+    wait_for("the container's TERM trap", Duration::from_secs(60), || {
+        p.podman(&["exec", name, "test", "-f", "/tmp/ready"])
+            .success()
+            .then_some(())
+    });
+}
+
+#[test]
+fn run_rm_prints_exact_stdout() {
+    let p = Podman::new();
+    let out = p
+        .podman(&run_args(
+            &["--rm", Podman::IMAGE],
+            &["echo", "hello from podman"],
+        ))
+        .ok();
+    assert_eq!(out.stdout, "hello from podman\n", "{out}");
+    p.runtime().assert_called("create");
+    p.runtime().assert_called("start");
+    // podman passes JSON logging to runtimes declared in runtime_supports_json.
+    p.runtime().assert_called("--log-format=json");
+    // --rm removed it.
+    let ps = p.podman(&["ps", "-aq"]).ok();
+    assert_eq!(ps.stdout.trim(), "", "{ps}");
+}
+
+#[test]
+fn run_interactive_round_trips_piped_stdin() {
+    let p = Podman::new();
+    let input = "line one\nline two\n\u{e9}t\u{e9} \t tabs\n";
+    let out = p
+        .podman_with_input(
+            &run_args(&["--rm", "-i", Podman::IMAGE], &["cat"]),
+            input.as_bytes(),
+        )
+        .ok();
+    assert_eq!(out.stdout, input, "{out}");
+}
+
+#[test]
+fn run_propagates_exit_code() {
+    let p = Podman::new();
+    p.podman(&run_args(&["--rm", Podman::IMAGE], &["sh", "-c", "exit 7"]))
+        .expect_code(7);
+    p.podman(&run_args(&["--rm", Podman::IMAGE], &["false"]))
+        .expect_code(1);
+}
+
+#[test]
+fn run_separates_stdout_and_stderr() {
+    let p = Podman::new();
+    let out = p
+        .podman(&run_args(
+            &["--rm", Podman::IMAGE],
+            &["sh", "-c", "echo to-out; echo to-err >&2"],
+        ))
+        .ok();
+    assert_eq!(out.stdout, "to-out\n", "{out}");
+    assert_contains(&out.stderr, "to-err");
+}
+
+#[test]
+fn detached_container_exec_tty_stop_and_rm() {
+    let p = Podman::new();
+    let name = unique_name("svc");
+    start_service(&p, &name);
+
+    let out = p.podman(&["exec", &name, "echo", "in exec"]).ok();
+    assert_eq!(out.stdout, "in exec\n", "{out}");
+    p.podman(&["exec", &name, "sh", "-c", "exit 5"])
+        .expect_code(5);
+    p.runtime().assert_called("exec");
+
+    // exec -it under a real terminal: the process sees a pty inside the container.
+    let mut cmd = p.command();
+    cmd.args(["exec", "-it", &name, "tty"]);
+    let mut term = Pty::spawn(cmd);
+    let (code, transcript) = term.wait(TERM_TIMEOUT);
+    assert_eq!(code, 0, "exec -it tty failed:\n{transcript:?}");
+    assert_contains(&transcript, "/dev/pts/");
+
+    // stop sends SIGTERM; the trap makes it exit 0 well before the 30 s kill timeout.
+    let stop = p.podman(&["stop", "--time", "30", &name]).ok();
+    assert!(
+        stop.elapsed < Duration::from_secs(25),
+        "stop did not deliver SIGTERM promptly: {stop}"
+    );
+    assert_eq!(p.status(&name), "exited");
+    let code = p
+        .podman(&["inspect", "--format", "{{.State.ExitCode}}", &name])
+        .ok();
+    assert_eq!(code.stdout.trim(), "0", "{code}");
+
+    p.podman(&["rm", &name]).ok();
+    p.podman(&["container", "exists", &name]).expect_code(1);
+    p.runtime().assert_called("delete");
+}
+
+#[test]
+fn run_it_drives_a_shell_through_a_terminal() {
+    let p = Podman::new();
+    let mut cmd = p.command();
+    cmd.args(run_args(&["--rm", "-it", Podman::IMAGE], &["sh"]));
+    let mut term = Pty::spawn(cmd);
+    let prompt = term.expect("# ", TERM_TIMEOUT);
+    term.send("echo $((6*7))\r");
+    let after = term.expect_from(prompt, "42", TERM_TIMEOUT);
+    term.expect_from(after, "# ", TERM_TIMEOUT);
+    term.send("exit 3\r");
+    let (code, transcript) = term.wait(TERM_TIMEOUT);
+    assert_eq!(
+        code, 3,
+        "podman run -it should exit with the shell's status:\n{transcript:?}"
+    );
+    // The typed command is echoed back by the terminal, the result printed on its own line.
+    assert_contains(&transcript, "echo $((6*7))");
+    assert!(
+        transcript.lines().any(|l| l.trim() == "42"),
+        "{transcript:?}"
+    );
+}
+
+#[test]
+fn pause_and_unpause_change_status() {
+    let p = Podman::new();
+    let name = unique_name("pause");
+    start_service(&p, &name);
+
+    p.podman(&["pause", &name]).ok();
+    assert_eq!(p.status(&name), "paused");
+    p.runtime().assert_called("pause");
+    p.podman(&["unpause", &name]).ok();
+    assert_eq!(p.status(&name), "running");
+    p.runtime().assert_called("resume");
+    let out = p.podman(&["exec", &name, "echo", "alive"]).ok();
+    assert_eq!(out.stdout, "alive\n", "{out}");
+}
+
+#[test]
+fn kill_ends_container_with_137() {
+    let p = Podman::new();
+    let name = unique_name("kill");
+    start_service(&p, &name);
+
+    p.podman(&["kill", &name]).ok(); // SIGKILL by default
+    let wait = p.podman(&["wait", &name]).ok();
+    assert_eq!(wait.stdout.trim(), "137", "{wait}");
+    assert_eq!(p.status(&name), "exited");
+    let code = p
+        .podman(&["inspect", "--format", "{{.State.ExitCode}}", &name])
+        .ok();
+    assert_eq!(code.stdout.trim(), "137", "{code}");
+    p.runtime().assert_called("kill");
+}
+
+#[test]
+fn kill_with_signal_delivers_it() {
+    let p = Podman::new();
+    let name = unique_name("sig");
+    start_service(&p, &name);
+    p.podman(&["kill", "--signal", "TERM", &name]).ok();
+    let wait = p.podman(&["wait", &name]).ok();
+    assert_eq!(wait.stdout.trim(), "0", "trap on TERM exits 0: {wait}");
+}
+
+#[test]
+fn top_and_ps_list_the_container_process() {
+    let p = Podman::new();
+    let name = unique_name("top");
+    let mut args = run_args(&["-d", "--name", &name, Podman::IMAGE], &[]);
+    args.extend(["sleep", "1000"]);
+    p.podman(&args).ok();
+
+    let top = p.podman(&["top", &name]).ok();
+    assert_contains(&top.stdout, "sleep 1000");
+
+    let ps = p.podman(&["ps", "--format", "{{.Names}} {{.Status}}"]).ok();
+    let line = ps
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&name))
+        .unwrap_or_else(|| panic!("{name} not in ps:\n{ps}"));
+    assert!(line.contains("Up"), "{ps}");
+
+    p.podman(&["rm", "--force", "--time", "0", &name]).ok();
+    let ps = p.podman(&["ps", "-a", "--format", "{{.Names}}"]).ok();
+    assert!(!ps.stdout.contains(&name), "{ps}");
+}
+
+#[test]
+fn pull_from_private_registry_and_run() {
+    let reg = Registry::start();
+    let reference = reg.push_busybox("conformance/busybox");
+    let p = Podman::new();
+    p.podman(&["pull", "--quiet", "--tls-verify=false", &reference])
+        .ok();
+    let out = p
+        .podman(&run_args(&["--rm", &reference], &["echo", "pulled"]))
+        .ok();
+    assert_eq!(out.stdout, "pulled\n", "{out}");
+}
