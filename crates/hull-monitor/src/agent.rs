@@ -57,7 +57,9 @@ pub enum RequestError {
 impl AgentConn {
     /// Starts the reader thread; events go to `events`.
     pub fn start(stream: UnixStream, events: Sender<Event>) -> Result<Self, MonitorError> {
-        let read_half = stream.try_clone().map_err(MonitorError::sys("dup agent socket"))?;
+        let read_half = stream
+            .try_clone()
+            .map_err(MonitorError::sys("dup agent socket"))?;
         let conn = Self {
             writer: Arc::new(Mutex::new(FrameWriter::new(stream))),
             pending: Arc::default(),

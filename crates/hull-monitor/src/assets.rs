@@ -26,7 +26,9 @@ fn find_program(name: &str, extra: &[&str]) -> Option<PathBuf> {
 
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+    std::fs::metadata(p)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
 }
 
 impl Assets {
@@ -66,9 +68,17 @@ impl Assets {
         let initrd = guest_dir.join("initramfs.cpio");
         for p in [&kernel, &initrd] {
             if !p.is_file() {
-                return Err(MonitorError::MissingAsset { path: p.clone(), env: "HULL_GUEST_DIR" });
+                return Err(MonitorError::MissingAsset {
+                    path: p.clone(),
+                    env: "HULL_GUEST_DIR",
+                });
             }
         }
-        Ok(Self { qemu, virtiofsd, kernel, initrd })
+        Ok(Self {
+            qemu,
+            virtiofsd,
+            kernel,
+            initrd,
+        })
     }
 }

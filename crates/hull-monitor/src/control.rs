@@ -61,16 +61,29 @@ fn handle(conn: UnixStream, events: Sender<Event>) {
     let reply = match serde_json::from_str::<CtlRequest>(&line) {
         Ok(request) => {
             let (tx, rx) = mpsc::channel();
-            if events.send(Event::Control(ControlRequest { request, reply: tx })).is_err() {
-                CtlReply::Error { message: "container monitor is shutting down".into() }
+            if events
+                .send(Event::Control(ControlRequest { request, reply: tx }))
+                .is_err()
+            {
+                CtlReply::Error {
+                    message: "container monitor is shutting down".into(),
+                }
             } else {
-                rx.recv().unwrap_or(CtlReply::Error { message: "container monitor is shutting down".into() })
+                rx.recv().unwrap_or(CtlReply::Error {
+                    message: "container monitor is shutting down".into(),
+                })
             }
         }
-        Err(e) => CtlReply::Error { message: format!("bad control request: {e}") },
+        Err(e) => CtlReply::Error {
+            message: format!("bad control request: {e}"),
+        },
     };
     let mut w = &conn;
-    let _ = writeln!(w, "{}", serde_json::to_string(&reply).expect("reply serializes"));
+    let _ = writeln!(
+        w,
+        "{}",
+        serde_json::to_string(&reply).expect("reply serializes")
+    );
 }
 
 /// Client side: sends one request to the monitor of a container.
@@ -78,7 +91,11 @@ pub fn call(sock: &Path, request: &CtlRequest, timeout: Duration) -> std::io::Re
     let conn = UnixStream::connect(sock)?;
     conn.set_read_timeout(Some(timeout))?;
     let mut w = &conn;
-    writeln!(w, "{}", serde_json::to_string(request).expect("request serializes"))?;
+    writeln!(
+        w,
+        "{}",
+        serde_json::to_string(request).expect("request serializes")
+    )?;
     let mut line = String::new();
     BufReader::new(&conn).read_line(&mut line)?;
     serde_json::from_str(&line).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))

@@ -16,15 +16,32 @@ pub enum MonitorError {
     #[error("guest asset {path} not found: run the setup command from README.md (or set {env})")]
     MissingAsset { path: PathBuf, env: &'static str },
     #[error("{what}: {source}")]
-    Sys { what: String, source: std::io::Error },
+    Sys {
+        what: String,
+        source: std::io::Error,
+    },
     #[error("{program} exited during startup ({status}); its log {log}: {tail}")]
-    ChildDied { program: &'static str, status: String, log: PathBuf, tail: String },
+    ChildDied {
+        program: &'static str,
+        status: String,
+        log: PathBuf,
+        tail: String,
+    },
     #[error(
         "timed out after {timeout:?} waiting for {what} (accelerator: {accel}); guest console log: {console}"
     )]
-    GuestTimeout { what: String, timeout: Duration, accel: String, console: PathBuf },
+    GuestTimeout {
+        what: String,
+        timeout: Duration,
+        accel: String,
+        console: PathBuf,
+    },
     #[error("the VM went away while {what} (accelerator: {accel}); guest console log: {console}")]
-    GuestGone { what: String, accel: String, console: PathBuf },
+    GuestGone {
+        what: String,
+        accel: String,
+        console: PathBuf,
+    },
     #[error("guest agent: {0}")]
     Agent(String),
     #[error("agent channel")]
@@ -53,6 +70,9 @@ impl MonitorError {
 
 impl From<nix::Error> for MonitorError {
     fn from(e: nix::Error) -> Self {
-        MonitorError::Sys { what: "system call".into(), source: e.into() }
+        MonitorError::Sys {
+            what: "system call".into(),
+            source: e.into(),
+        }
     }
 }

@@ -17,8 +17,16 @@ static LOGGER: OnceLock<Logger> = OnceLock::new();
 /// Opens the log file (append). Call once at startup.
 pub fn init(path: Option<&Path>, json: bool, debug: bool) {
     if let Some(p) = path {
-        if let Ok(f) = std::fs::OpenOptions::new().create(true).append(true).open(p) {
-            let _ = LOGGER.set(Logger { file: Mutex::new(f), json, debug });
+        if let Ok(f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+        {
+            let _ = LOGGER.set(Logger {
+                file: Mutex::new(f),
+                json,
+                debug,
+            });
         }
     }
 }
@@ -32,7 +40,10 @@ pub fn write(level: &str, msg: &str) {
     let line = if l.json {
         serde_json::json!({"level": level, "msg": msg, "time": time}).to_string()
     } else {
-        format!("time=\"{time}\" level={level} msg=\"{}\"", msg.replace('"', "\\\""))
+        format!(
+            "time=\"{time}\" level={level} msg=\"{}\"",
+            msg.replace('"', "\\\"")
+        )
     };
     let _ = writeln!(l.file.lock().unwrap(), "{line}");
 }

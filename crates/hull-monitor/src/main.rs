@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use hull_monitor::{log, Mode, Options};
 
 #[derive(Parser)]
-#[command(name = "hull-monitor", version, about = "hull's per-container VM monitor")]
+#[command(
+    name = "hull-monitor",
+    version,
+    about = "hull's per-container VM monitor"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -51,14 +55,34 @@ fn main() {
                 std::process::exit(1)
             }
         },
-        Cmd::Container { root, id, bundle, ready_fd, pid_file, accel, log: log_path, log_format, debug } => {
+        Cmd::Container {
+            root,
+            id,
+            bundle,
+            ready_fd,
+            pid_file,
+            accel,
+            log: log_path,
+            log_format,
+            debug,
+        } => {
             log::init(log_path.as_deref(), log_format == "json", debug);
             let mode = match ready_fd {
                 Some(fd) => Mode::Create { ready_fd: fd },
                 None => Mode::Run,
             };
-            let self_exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("hull-monitor"));
-            let opts = Options { root, id, bundle, mode, pid_file, accel, debug, self_exe };
+            let self_exe =
+                std::env::current_exe().unwrap_or_else(|_| PathBuf::from("hull-monitor"));
+            let opts = Options {
+                root,
+                id,
+                bundle,
+                mode,
+                pid_file,
+                accel,
+                debug,
+                self_exe,
+            };
             let create = matches!(mode, Mode::Create { .. });
             match hull_monitor::run(opts) {
                 Ok(code) => std::process::exit(code),

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use hull_oci::{Bundle, VmPlan};
 use hull_protocol::{
-    AgentEvent, BindShare, ContainerConfig, ExitStatus, HostRequest, Reply, StartProcess,
-    StreamId, AGENT_PORT_NAME, PROTOCOL_VERSION, SHARE_TAG,
+    AgentEvent, BindShare, ContainerConfig, ExitStatus, HostRequest, Reply, StartProcess, StreamId,
+    AGENT_PORT_NAME, PROTOCOL_VERSION, SHARE_TAG,
 };
 use hull_qemu::{Accel, AccelChoice, Chardev, Device, QemuCommand, QmpClient};
 use hull_state::{ContainerState, StateDir, Status};
@@ -75,7 +75,12 @@ pub fn run(opts: Options) -> Result<i32, MonitorError> {
         Mode::Create { ready_fd } => Some(unsafe { File::from_raw_fd(ready_fd) }),
         Mode::Run => None,
     };
-    let mut m = Monitor { opts, ready, t0: sys::monotonic_ns(), timings: Timings::default() };
+    let mut m = Monitor {
+        opts,
+        ready,
+        t0: sys::monotonic_ns(),
+        timings: Timings::default(),
+    };
     let r = m.run();
     if let (Err(e), Some(ready)) = (&r, m.ready.as_mut()) {
         let msg = serde_json::json!({"error": error_chain(e), "code": e.exit_code()});
@@ -126,7 +131,9 @@ impl Monitor {
         let sd = StateDir::new(&self.opts.root, &self.opts.id)?;
         // Everything that can be wrong with the input is checked before anything exists.
         let bundle = Bundle::load(&self.opts.bundle)?;
-        let host_cpus = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
+        let host_cpus = std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(1);
         let plan = VmPlan::from_bundle(&bundle, host_cpus)?;
         let assets = Assets::locate()?;
         let accel = self.choose_accel()?;
@@ -136,10 +143,18 @@ impl Monitor {
                 eprintln!("{notice}");
             }
         }
+        // Signals are caught from here on; the thread that handles them starts after unshare.
+        let signals = catch_signals()?;
         sd.create()?;
-        let mut guard = StateGuard { sd: sd.clone(), keep: false };
+        let mut guard = StateGuard {
+            sd: sd.clone(),
+            keep: false,
+        };
         // Must precede every thread of this process.
         sys::private_mount_namespace()?;
+        let (ev_tx, ev_rx) = mpsc::channel();
+        let abortable = Arc::new(AtomicBool::new(true));
+        spawn_signal_thread(signals, ev_tx.clone(), abortable.clone(), sd.clone())?;
 
         let share_dir = sd.share_dir();
         std::fs::create_dir(&share_dir).map_err(MonitorError::sys("create share dir"))?;
@@ -159,24 +174,43 @@ impl Monitor {
         let agent_listener = bind(&sd.agent_sock())?;
         let qmp_listener = bind(&sd.qmp_sock())?;
         let qcmd = self.qemu_command(&assets, &plan, accel.accel, &sd);
-        log::debug(&format!("qemu: {} {:?}", qcmd.binary.display(), qcmd.args()));
+        log::debug(&format!(
+            "qemu: {} {:?}",
+            qcmd.binary.display(),
+            qcmd.args()
+        ));
         let mut qemu = spawn_qemu(&qcmd, &sd.path("qemu.log"))?;
         self.timings.qemu_spawned_ms = self.ms();
 
-        let qmp_stream = self.accept(&qmp_listener, &mut qemu, &mut virtiofsd, &sd, accel.accel, "QEMU's QMP connection")?;
-        let mut qmp = QmpClient::handshake(qmp_stream, QEMU_CONNECT_TIMEOUT)
-            .map_err(|e| MonitorError::Sys { what: "QMP handshake".into(), source: std::io::Error::other(e.to_string()) })?;
+        let qmp_stream = self.accept(
+            &qmp_listener,
+            &mut qemu,
+            &mut virtiofsd,
+            &sd,
+            accel.accel,
+            "QEMU's QMP connection",
+        )?;
+        let mut qmp = QmpClient::handshake(qmp_stream, QEMU_CONNECT_TIMEOUT).map_err(|e| {
+            MonitorError::Sys {
+                what: "QMP handshake".into(),
+                source: std::io::Error::other(e.to_string()),
+            }
+        })?;
         self.timings.qmp_ready_ms = self.ms();
-        let agent_stream = self.accept(&agent_listener, &mut qemu, &mut virtiofsd, &sd, accel.accel, "QEMU's agent channel connection")?;
+        let agent_stream = self.accept(
+            &agent_listener,
+            &mut qemu,
+            &mut virtiofsd,
+            &sd,
+            accel.accel,
+            "QEMU's agent channel connection",
+        )?;
         drop((agent_listener, qmp_listener));
         let _ = std::fs::remove_file(sd.agent_sock());
         let _ = std::fs::remove_file(sd.qmp_sock());
         self.timings.agent_connected_ms = self.ms();
 
-        let (ev_tx, ev_rx) = mpsc::channel();
         let agent = AgentConn::start(agent_stream, ev_tx.clone())?;
-        let started = Arc::new(AtomicBool::new(false));
-        spawn_signal_thread(ev_tx.clone(), started.clone(), sd.clone(), matches!(self.opts.mode, Mode::Run))?;
 
         let console = sd.console_log();
         let id = self.opts.id.clone();
@@ -193,13 +227,28 @@ impl Monitor {
         };
 
         let boot = boot_timeout(accel.accel);
-        match agent.request(HostRequest::Hello { version: PROTOCOL_VERSION }, boot) {
-            Ok(Reply::Hello { agent_start_ns, agent_ready_ns, .. }) => {
+        match agent.request(
+            HostRequest::Hello {
+                version: PROTOCOL_VERSION,
+            },
+            boot,
+        ) {
+            Ok(Reply::Hello {
+                agent_start_ns,
+                agent_ready_ns,
+                ..
+            }) => {
                 self.timings.guest_agent_start_ms = ns_to_ms(agent_start_ns);
                 self.timings.guest_agent_ready_ms = ns_to_ms(agent_ready_ns);
             }
-            Ok(other) => return Err(MonitorError::Agent(format!("unexpected reply to hello: {other:?}"))),
-            Err(RequestError::Timeout) => return Err(timeout("the guest agent to boot and answer", boot)),
+            Ok(other) => {
+                return Err(MonitorError::Agent(format!(
+                    "unexpected reply to hello: {other:?}"
+                )))
+            }
+            Err(RequestError::Timeout) => {
+                return Err(timeout("the guest agent to boot and answer", boot))
+            }
             Err(RequestError::Gone) => return Err(gone("booting the guest")),
             Err(RequestError::Agent(e)) => return Err(MonitorError::Agent(e.message)),
         }
@@ -213,14 +262,27 @@ impl Monitor {
                 .shares
                 .iter()
                 .filter_map(|s| {
-                    s.mount_index.map(|i| BindShare { mount_index: i, share_path: s.share_path.clone() })
+                    s.mount_index.map(|i| BindShare {
+                        mount_index: i,
+                        share_path: s.share_path.clone(),
+                    })
                 })
                 .collect(),
         };
         match agent.request(HostRequest::CreateContainer(Box::new(cfg)), CREATE_TIMEOUT) {
             Ok(_) => {}
-            Err(RequestError::Agent(e)) => return Err(MonitorError::Agent(format!("creating the container: {}", e.message))),
-            Err(RequestError::Timeout) => return Err(timeout("the guest agent to create the container", CREATE_TIMEOUT)),
+            Err(RequestError::Agent(e)) => {
+                return Err(MonitorError::Agent(format!(
+                    "creating the container: {}",
+                    e.message
+                )))
+            }
+            Err(RequestError::Timeout) => {
+                return Err(timeout(
+                    "the guest agent to create the container",
+                    CREATE_TIMEOUT,
+                ))
+            }
             Err(RequestError::Gone) => return Err(gone("creating the container")),
         }
         self.timings.container_created_ms = self.ms();
@@ -233,7 +295,13 @@ impl Monitor {
             rootfs: bundle.rootfs.clone(),
             created: hull_state::now_rfc3339(),
             owner: String::new(),
-            annotations: bundle.spec.annotations().clone().unwrap_or_default().into_iter().collect(),
+            annotations: bundle
+                .spec
+                .annotations()
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
             monitor_pid: std::process::id() as i32,
             exit_status: None,
             accel: accel.accel.to_string(),
@@ -244,20 +312,28 @@ impl Monitor {
             write_pid_file(p, std::process::id())?;
         }
 
-        let mut vm = Vm { agent, qmp: &mut qmp };
+        let mut vm = Vm {
+            agent,
+            qmp: &mut qmp,
+        };
         let status = match self.opts.mode {
             Mode::Run => {
-                self.start_init(&mut vm, &sd, &mut state, &started, &gone)?;
+                self.start_init(&mut vm, &sd, &mut state, &abortable, &gone)?;
                 self.event_loop(&mut vm, &ev_rx, &sd, &mut state)?
             }
             Mode::Create { .. } => {
                 let ctl = bind(&sd.ctl_sock())?;
                 control::serve(ctl, ev_tx.clone());
                 if let Some(mut r) = self.ready.take() {
-                    let _ = writeln!(r, "{}", serde_json::json!({"ok": true, "pid": std::process::id()}));
+                    let _ = writeln!(
+                        r,
+                        "{}",
+                        serde_json::json!({"ok": true, "pid": std::process::id()})
+                    );
                 }
                 guard.keep = true;
-                match self.wait_for_start(&mut vm, &ev_rx, &sd, &mut state, &started, &gone)? {
+                abortable.store(false, Ordering::SeqCst);
+                match self.wait_for_start(&mut vm, &ev_rx, &sd, &mut state, &abortable, &gone)? {
                     Some(status) => status,
                     None => self.event_loop(&mut vm, &ev_rx, &sd, &mut state)?,
                 }
@@ -317,7 +393,8 @@ impl Monitor {
     /// The host TSC frequency (for TCG guests), measured once per host boot and cached.
     fn host_tsc_khz(&self) -> Option<u64> {
         let cache = self.opts.root.join(".host-tsc");
-        let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+        let boot_id =
+            std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
         if let Ok(text) = std::fs::read_to_string(&cache) {
             if let Some((b, k)) = text.split_once(' ') {
                 if b == boot_id.trim() {
@@ -349,13 +426,17 @@ impl Monitor {
         }
         // The probe's answer holds until the host reboots: cache it per boot.
         let cache = self.opts.root.join(".accel-probe");
-        let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+        let boot_id =
+            std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
         if let Ok(text) = std::fs::read_to_string(&cache) {
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
                 if v["boot_id"] == boot_id.trim() {
                     if let Ok(accel) = serde_json::from_value::<Accel>(v["accel"].clone()) {
                         let why = v["kvm_unusable"].as_str().map(str::to_string);
-                        return Ok(AccelChoice { accel, kvm_unusable: why });
+                        return Ok(AccelChoice {
+                            accel,
+                            kvm_unusable: why,
+                        });
                     }
                 }
             }
@@ -372,7 +453,13 @@ impl Monitor {
         Ok(choice)
     }
 
-    fn qemu_command(&self, assets: &Assets, plan: &VmPlan, accel: Accel, sd: &StateDir) -> QemuCommand {
+    fn qemu_command(
+        &self,
+        assets: &Assets,
+        plan: &VmPlan,
+        accel: Accel,
+        sd: &StateDir,
+    ) -> QemuCommand {
         let mut cmdline = String::from(
             "console=hvc0 reboot=t panic=-1 tsc=reliable no_timer_check rcupdate.rcu_expedited=1 \
              cryptomgr.notests random.trust_cpu=on 8250.nr_uarts=0",
@@ -399,16 +486,40 @@ impl Monitor {
             initrd: assets.initrd.clone(),
             kernel_cmdline: cmdline,
             chardevs: vec![
-                Chardev::SocketClient { id: "qmp".into(), path: sd.qmp_sock() },
-                Chardev::File { id: "console".into(), path: sd.console_log() },
-                Chardev::SocketClient { id: "agent".into(), path: sd.agent_sock() },
-                Chardev::SocketClient { id: "vfs".into(), path: sd.vfs_sock() },
+                Chardev::SocketClient {
+                    id: "qmp".into(),
+                    path: sd.qmp_sock(),
+                },
+                Chardev::File {
+                    id: "console".into(),
+                    path: sd.console_log(),
+                },
+                Chardev::SocketClient {
+                    id: "agent".into(),
+                    path: sd.agent_sock(),
+                },
+                Chardev::SocketClient {
+                    id: "vfs".into(),
+                    path: sd.vfs_sock(),
+                },
             ],
             devices: vec![
-                Device::VirtioSerial { id: "vser0".into(), max_ports: 4 },
-                Device::VirtConsole { chardev: "console".into() },
-                Device::VirtSerialPort { chardev: "agent".into(), name: AGENT_PORT_NAME.into() },
-                Device::VhostUserFs { chardev: "vfs".into(), tag: SHARE_TAG.into(), queue_size: 1024 },
+                Device::VirtioSerial {
+                    id: "vser0".into(),
+                    max_ports: 4,
+                },
+                Device::VirtConsole {
+                    chardev: "console".into(),
+                },
+                Device::VirtSerialPort {
+                    chardev: "agent".into(),
+                    name: AGENT_PORT_NAME.into(),
+                },
+                Device::VhostUserFs {
+                    chardev: "vfs".into(),
+                    tag: SHARE_TAG.into(),
+                    queue_size: 1024,
+                },
             ],
             qmp_chardev: "qmp".into(),
         }
@@ -419,22 +530,37 @@ impl Monitor {
         vm: &mut Vm,
         sd: &StateDir,
         state: &mut ContainerState,
-        started: &AtomicBool,
+        abortable: &AtomicBool,
         gone: &dyn Fn(&str) -> MonitorError,
     ) -> Result<(), MonitorError> {
         vm.agent.add_sink(StreamId::stdout(0), Box::new(dup_fd(1)));
         vm.agent.add_sink(StreamId::stderr(0), Box::new(dup_fd(2)));
-        let req = StartProcess { exec_id: 0, process: None, stdin: true };
-        match vm.agent.request(HostRequest::StartProcess(Box::new(req)), REQUEST_TIMEOUT) {
+        let req = StartProcess {
+            exec_id: 0,
+            process: None,
+            stdin: true,
+        };
+        match vm
+            .agent
+            .request(HostRequest::StartProcess(Box::new(req)), REQUEST_TIMEOUT)
+        {
             Ok(Reply::Started { started_ns, .. }) => {
                 self.timings.guest_process_started_ms = ns_to_ms(started_ns)
             }
-            Ok(other) => return Err(MonitorError::Agent(format!("unexpected reply to start: {other:?}"))),
+            Ok(other) => {
+                return Err(MonitorError::Agent(format!(
+                    "unexpected reply to start: {other:?}"
+                )))
+            }
             Err(RequestError::Agent(e)) => return Err(MonitorError::Agent(e.message)),
-            Err(RequestError::Timeout) => return Err(MonitorError::Agent("starting the container process timed out".into())),
+            Err(RequestError::Timeout) => {
+                return Err(MonitorError::Agent(
+                    "starting the container process timed out".into(),
+                ))
+            }
             Err(RequestError::Gone) => return Err(gone("starting the container process")),
         }
-        started.store(true, Ordering::SeqCst);
+        abortable.store(false, Ordering::SeqCst);
         self.timings.process_started_ms = self.ms();
         state.status = Status::Running;
         sd.save(state)?;
@@ -449,18 +575,22 @@ impl Monitor {
         ev_rx: &Receiver<Event>,
         sd: &StateDir,
         state: &mut ContainerState,
-        started: &AtomicBool,
+        abortable: &AtomicBool,
         gone: &dyn Fn(&str) -> MonitorError,
     ) -> Result<Option<ExitStatus>, MonitorError> {
         loop {
-            let Ok(ev) = ev_rx.recv() else { return Err(gone("waiting for start")) };
+            let Ok(ev) = ev_rx.recv() else {
+                return Err(gone("waiting for start"));
+            };
             match ev {
                 Event::Control(c) => match c.request {
                     CtlRequest::Start => {
-                        let r = self.start_init(vm, sd, state, started, gone);
+                        let r = self.start_init(vm, sd, state, abortable, gone);
                         let _ = c.reply.send(match &r {
                             Ok(()) => CtlReply::Ok,
-                            Err(e) => CtlReply::Error { message: error_chain(e) },
+                            Err(e) => CtlReply::Error {
+                                message: error_chain(e),
+                            },
                         });
                         r?;
                         return Ok(None);
@@ -496,13 +626,21 @@ impl Monitor {
                 return Err(MonitorError::Agent("event channel closed".into()));
             };
             match ev {
-                Event::Agent(AgentEvent::Exited { exec_id: 0, status, exited_ns }) => {
+                Event::Agent(AgentEvent::Exited {
+                    exec_id: 0,
+                    status,
+                    exited_ns,
+                }) => {
                     self.timings.guest_process_exited_ms = ns_to_ms(exited_ns);
                     return Ok(status);
                 }
                 Event::Agent(AgentEvent::Exited { .. }) => {}
                 Event::Signal(sig) => {
-                    let req = HostRequest::Signal { exec_id: 0, signal: sig, all: false };
+                    let req = HostRequest::Signal {
+                        exec_id: 0,
+                        signal: sig,
+                        all: false,
+                    };
                     if let Err(RequestError::Agent(e)) = vm.agent.request(req, REQUEST_TIMEOUT) {
                         log::debug(&format!("forwarding signal {sig}: {}", e.message));
                     }
@@ -538,7 +676,14 @@ impl Monitor {
                 if !running {
                     return err("container not running".into());
                 }
-                match vm.agent.request(HostRequest::Signal { exec_id: 0, signal, all }, REQUEST_TIMEOUT) {
+                match vm.agent.request(
+                    HostRequest::Signal {
+                        exec_id: 0,
+                        signal,
+                        all,
+                    },
+                    REQUEST_TIMEOUT,
+                ) {
                     Ok(_) => CtlReply::Ok,
                     Err(e) => err(request_error_text(e)),
                 }
@@ -560,15 +705,23 @@ impl Monitor {
                 Ok(other) => err(format!("unexpected reply {other:?}")),
                 Err(e) => err(request_error_text(e)),
             },
-            CtlRequest::Ps => CtlReply::Ps { pids: vec![std::process::id() as i32] },
+            CtlRequest::Ps => CtlReply::Ps {
+                pids: vec![std::process::id() as i32],
+            },
         }
     }
 
     fn write_timings(&self) {
         if let Some(p) = std::env::var_os("HULL_TIMINGS_FILE") {
-            let _ = std::fs::write(p, serde_json::to_vec_pretty(&self.timings).unwrap_or_default());
+            let _ = std::fs::write(
+                p,
+                serde_json::to_vec_pretty(&self.timings).unwrap_or_default(),
+            );
         }
-        log::debug(&format!("timings: {}", serde_json::to_string(&self.timings).unwrap_or_default()));
+        log::debug(&format!(
+            "timings: {}",
+            serde_json::to_string(&self.timings).unwrap_or_default()
+        ));
     }
 }
 
@@ -591,11 +744,16 @@ fn bind(path: &Path) -> Result<UnixListener, MonitorError> {
 }
 
 fn spawn_qemu(q: &QemuCommand, log: &Path) -> Result<ChildGuard, MonitorError> {
-    let log_file = File::create(log).map_err(MonitorError::sys(format!("create {}", log.display())))?;
+    let log_file =
+        File::create(log).map_err(MonitorError::sys(format!("create {}", log.display())))?;
     let mut cmd = q.command();
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log_file);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log_file);
     sys::kill_with_parent(&mut cmd);
-    let child = cmd.spawn().map_err(MonitorError::sys(format!("start {}", q.binary.display())))?;
+    let child = cmd
+        .spawn()
+        .map_err(MonitorError::sys(format!("start {}", q.binary.display())))?;
     Ok(ChildGuard::new("qemu", child))
 }
 
@@ -612,7 +770,10 @@ fn write_pid_file(path: &Path, pid: u32) -> Result<(), MonitorError> {
     let tmp = path.with_extension(format!("hull-tmp{pid}"));
     std::fs::write(&tmp, pid.to_string())
         .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(MonitorError::sys(format!("write pid file {}", path.display())))
+        .map_err(MonitorError::sys(format!(
+            "write pid file {}",
+            path.display()
+        )))
 }
 
 /// A duplicate of one of our fds as a File (a sink that survives the original being replaced).
@@ -627,50 +788,57 @@ fn dup_fd(fd: RawFd) -> Box<dyn Write + Send> {
 }
 
 fn spawn_stdin_pump(agent: AgentConn, stream: StreamId) {
-    let _ = std::thread::Builder::new().name("stdin".into()).spawn(move || {
-        // SAFETY: dup of fd 0; the duplicate is owned by this thread's File.
-        let fd = unsafe { libc::fcntl(0, libc::F_DUPFD_CLOEXEC, 3) };
-        if fd >= 0 {
-            // SAFETY: fresh fd owned only here.
-            let mut stdin = unsafe { File::from_raw_fd(fd) };
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                match stdin.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        if agent.send_data(stream, &buf[..n]).is_err() {
-                            return;
+    let _ = std::thread::Builder::new()
+        .name("stdin".into())
+        .spawn(move || {
+            // SAFETY: dup of fd 0; the duplicate is owned by this thread's File.
+            let fd = unsafe { libc::fcntl(0, libc::F_DUPFD_CLOEXEC, 3) };
+            if fd >= 0 {
+                // SAFETY: fresh fd owned only here.
+                let mut stdin = unsafe { File::from_raw_fd(fd) };
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    match stdin.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            if agent.send_data(stream, &buf[..n]).is_err() {
+                                return;
+                            }
                         }
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(_) => break,
                     }
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(_) => break,
                 }
             }
-        }
-        let _ = agent.send_eof(stream);
-    });
+            let _ = agent.send_eof(stream);
+        });
 }
 
-/// Forwards signals to the main loop. Before the container started, SIGINT/SIGTERM/SIGHUP abort:
-/// the state directory goes, QEMU and virtiofsd die with us (PDEATHSIG), mounts with our
-/// namespace.
-fn spawn_signal_thread(
-    events: Sender<Event>,
-    started: Arc<AtomicBool>,
-    sd: StateDir,
-    remove_state: bool,
-) -> Result<(), MonitorError> {
+/// Catches the signals the monitor forwards or aborts on (delivered later by the signal thread).
+fn catch_signals() -> Result<signal_hook::iterator::Signals, MonitorError> {
     use signal_hook::consts::*;
-    let mut signals = signal_hook::iterator::Signals::new([
+    signal_hook::iterator::Signals::new([
         SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH,
     ])
-    .map_err(MonitorError::sys("install signal handlers"))?;
+    .map_err(MonitorError::sys("install signal handlers"))
+}
+
+/// Forwards signals to the main loop. While `abortable` (booting, before the container is
+/// created/started), SIGINT/SIGTERM/SIGHUP/SIGQUIT abort: the state directory goes, QEMU and
+/// virtiofsd die with us (PDEATHSIG), mounts with our namespace.
+fn spawn_signal_thread(
+    mut signals: signal_hook::iterator::Signals,
+    events: Sender<Event>,
+    abortable: Arc<AtomicBool>,
+    sd: StateDir,
+) -> Result<(), MonitorError> {
+    use signal_hook::consts::*;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
             for sig in signals.forever() {
                 let fatal = matches!(sig, SIGINT | SIGTERM | SIGHUP | SIGQUIT);
-                if fatal && !started.load(Ordering::SeqCst) && remove_state {
+                if fatal && abortable.load(Ordering::SeqCst) {
                     let _ = sd.remove();
                     std::process::exit(128 + sig);
                 }

@@ -20,7 +20,8 @@ pub fn stage(plan: &VmPlan, share_dir: &Path) -> Result<(), MonitorError> {
     for s in &plan.shares {
         let target = share_dir.join(&s.share_path);
         if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).map_err(MonitorError::sys(format!("mkdir {}", parent.display())))?;
+            std::fs::create_dir_all(parent)
+                .map_err(MonitorError::sys(format!("mkdir {}", parent.display())))?;
         }
         if s.is_dir {
             std::fs::create_dir(&target)
@@ -41,18 +42,26 @@ pub fn spawn_virtiofsd(
     log: &Path,
 ) -> Result<ChildGuard, MonitorError> {
     let fd = listener.as_raw_fd();
-    let log_file = std::fs::File::create(log).map_err(MonitorError::sys(format!("create {}", log.display())))?;
+    let log_file = std::fs::File::create(log)
+        .map_err(MonitorError::sys(format!("create {}", log.display())))?;
     let mut cmd = Command::new(binary);
     cmd.arg(format!("--fd={fd}"))
         .arg("--shared-dir")
         .arg(share_dir)
-        .args(["--cache=auto", "--announce-submounts", "--inode-file-handles=never", "--sandbox=chroot"])
+        .args([
+            "--cache=auto",
+            "--announce-submounts",
+            "--inode-file-handles=never",
+            "--sandbox=chroot",
+        ])
         .args(["--log-level=error", "--thread-pool-size=1"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log_file);
     sys::inherit_fd(&mut cmd, fd);
     sys::kill_with_parent(&mut cmd);
-    let child = cmd.spawn().map_err(MonitorError::sys(format!("start {}", binary.display())))?;
+    let child = cmd
+        .spawn()
+        .map_err(MonitorError::sys(format!("start {}", binary.display())))?;
     Ok(ChildGuard::new("virtiofsd", child))
 }

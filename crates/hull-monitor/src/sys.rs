@@ -17,8 +17,14 @@ use crate::MonitorError;
 pub fn private_mount_namespace() -> Result<(), MonitorError> {
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
         .map_err(|e| MonitorError::sys("unshare(CLONE_NEWNS) for the staging mounts")(e.into()))?;
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
-        .map_err(|e| MonitorError::sys("making / private in the monitor's mount namespace")(e.into()))
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| MonitorError::sys("making / private in the monitor's mount namespace")(e.into()))
 }
 
 pub fn mount_tmpfs(target: &Path) -> Result<(), MonitorError> {
@@ -33,12 +39,20 @@ pub fn mount_tmpfs(target: &Path) -> Result<(), MonitorError> {
 }
 
 pub fn bind_mount(source: &Path, target: &Path) -> Result<(), MonitorError> {
-    mount(Some(source), target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-        .map_err(|e| {
-            MonitorError::sys(format!("bind mount {} on {}", source.display(), target.display()))(
-                e.into(),
-            )
-        })
+    mount(
+        Some(source),
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| {
+        MonitorError::sys(format!(
+            "bind mount {} on {}",
+            source.display(),
+            target.display()
+        ))(e.into())
+    })
 }
 
 /// Makes `cmd`'s child die with SIGKILL when the monitor dies (no orphaned QEMU/virtiofsd).
@@ -78,7 +92,10 @@ pub struct ChildGuard {
 
 impl ChildGuard {
     pub fn new(name: &'static str, child: Child) -> Self {
-        Self { name, child: Some(child) }
+        Self {
+            name,
+            child: Some(child),
+        }
     }
 
     pub fn id(&self) -> u32 {
@@ -87,7 +104,9 @@ impl ChildGuard {
 
     /// `Some(status)` if it has exited.
     pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// Waits up to `timeout` for it to exit on its own, then kills it.
@@ -145,11 +164,21 @@ pub fn accept_within(
         }
         let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
         let slice = left.min(Duration::from_millis(20));
-        let n = poll(&mut fds, PollTimeout::try_from(slice.as_millis() as i32).unwrap_or(PollTimeout::MAX))
-            .or_else(|e| if e == nix::errno::Errno::EINTR { Ok(0) } else { Err(e) })?;
+        let n = poll(
+            &mut fds,
+            PollTimeout::try_from(slice.as_millis() as i32).unwrap_or(PollTimeout::MAX),
+        )
+        .or_else(|e| {
+            if e == nix::errno::Errno::EINTR {
+                Ok(0)
+            } else {
+                Err(e)
+            }
+        })?;
         if n > 0 {
             let (s, _) = listener.accept().map_err(MonitorError::sys("accept"))?;
-            s.set_nonblocking(false).map_err(MonitorError::sys("accept"))?;
+            s.set_nonblocking(false)
+                .map_err(MonitorError::sys("accept"))?;
             return Ok(Accepted::Stream(s));
         }
         if let Some(st) = peer.try_wait() {
@@ -180,7 +209,11 @@ pub fn monotonic_ns() -> u64 {
 
 /// Replaces fds 0, 1 and 2 with /dev/null (the container's stdio is closed once it exits).
 pub fn close_stdio() {
-    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
         for fd in 0..3 {
             // SAFETY: dup2 onto the standard fds; `null` stays valid for the call.
             unsafe { libc::dup2(null.as_raw_fd(), fd) };

@@ -7,8 +7,9 @@ use oci_spec::runtime::{LinuxNamespaceType, Mount, Spec};
 use crate::OciError;
 
 /// Mount types the agent knows how to set up in the guest.
-const SUPPORTED_MOUNT_TYPES: &[&str] =
-    &["proc", "sysfs", "devpts", "tmpfs", "mqueue", "cgroup", "cgroup2", "bind", "none"];
+const SUPPORTED_MOUNT_TYPES: &[&str] = &[
+    "proc", "sysfs", "devpts", "tmpfs", "mqueue", "cgroup", "cgroup2", "bind", "none",
+];
 
 /// A loaded, validated bundle.
 #[derive(Debug, Clone)]
@@ -25,17 +26,23 @@ pub struct Bundle {
 /// Whether an OCI mount is a bind mount (by type, or by a `bind`/`rbind` option).
 pub fn is_bind_mount(m: &Mount) -> bool {
     m.typ().as_deref() == Some("bind")
-        || m.options().as_ref().is_some_and(|o| o.iter().any(|x| x == "bind" || x == "rbind"))
+        || m.options()
+            .as_ref()
+            .is_some_and(|o| o.iter().any(|x| x == "bind" || x == "rbind"))
 }
 
 impl Bundle {
     /// Loads `<dir>/config.json` and checks everything hull needs from it.
     pub fn load(dir: &Path) -> Result<Self, OciError> {
-        let dir = std::fs::canonicalize(dir)
-            .map_err(|source| OciError::BundleDir { path: dir.to_path_buf(), source })?;
+        let dir = std::fs::canonicalize(dir).map_err(|source| OciError::BundleDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         let config_path = dir.join("config.json");
-        let text = std::fs::read(&config_path)
-            .map_err(|source| OciError::ReadConfig { path: config_path.clone(), source })?;
+        let text = std::fs::read(&config_path).map_err(|source| OciError::ReadConfig {
+            path: config_path.clone(),
+            source,
+        })?;
         let spec: Spec = serde_json::from_slice(&text).map_err(|e| OciError::ParseConfig {
             path: config_path.clone(),
             message: e.to_string(),
@@ -63,7 +70,10 @@ impl Bundle {
                 format!("{:?} is not a 1.x runtime-spec version", spec.version()),
             ));
         }
-        let root = spec.root().as_ref().ok_or_else(|| invalid("root", "missing".into()))?;
+        let root = spec
+            .root()
+            .as_ref()
+            .ok_or_else(|| invalid("root", "missing".into()))?;
         let rootfs = dir.join(root.path());
         match std::fs::metadata(&rootfs) {
             Ok(m) if m.is_dir() => {}
@@ -83,10 +93,16 @@ impl Bundle {
             }
         }
 
-        let process = spec.process().as_ref().ok_or_else(|| invalid("process", "missing".into()))?;
+        let process = spec
+            .process()
+            .as_ref()
+            .ok_or_else(|| invalid("process", "missing".into()))?;
         let args = process.args().as_deref().unwrap_or_default();
         if args.is_empty() {
-            return Err(invalid("process.args", "must contain at least one element".into()));
+            return Err(invalid(
+                "process.args",
+                "must contain at least one element".into(),
+            ));
         }
         if !process.cwd().is_absolute() {
             return Err(invalid(
@@ -101,13 +117,28 @@ impl Bundle {
                 "only Windows uses it; give uid/gid",
             ));
         }
-        for (i, e) in process.env().as_deref().unwrap_or_default().iter().enumerate() {
+        for (i, e) in process
+            .env()
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
             if !e.contains('=') {
-                return Err(invalid(&format!("process.env[{i}]"), format!("{e:?} is not KEY=VALUE")));
+                return Err(invalid(
+                    &format!("process.env[{i}]"),
+                    format!("{e:?} is not KEY=VALUE"),
+                ));
             }
         }
 
-        for (i, m) in spec.mounts().as_deref().unwrap_or_default().iter().enumerate() {
+        for (i, m) in spec
+            .mounts()
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
             let field = format!("mounts[{i}]");
             if !m.destination().is_absolute() {
                 return Err(invalid(
@@ -117,9 +148,16 @@ impl Bundle {
             }
             if is_bind_mount(m) {
                 let src = m.source().as_ref().ok_or_else(|| {
-                    invalid(&format!("{field}.source"), "a bind mount needs a source".into())
+                    invalid(
+                        &format!("{field}.source"),
+                        "a bind mount needs a source".into(),
+                    )
                 })?;
-                let src = if src.is_absolute() { src.clone() } else { dir.join(src) };
+                let src = if src.is_absolute() {
+                    src.clone()
+                } else {
+                    dir.join(src)
+                };
                 if let Err(e) = std::fs::metadata(&src) {
                     return Err(OciError::BindSource {
                         config: config_path.clone(),
@@ -141,7 +179,13 @@ impl Bundle {
         }
 
         if let Some(linux) = spec.linux() {
-            for (i, ns) in linux.namespaces().as_deref().unwrap_or_default().iter().enumerate() {
+            for (i, ns) in linux
+                .namespaces()
+                .as_deref()
+                .unwrap_or_default()
+                .iter()
+                .enumerate()
+            {
                 if let Some(p) = ns.path() {
                     if ns.typ() != LinuxNamespaceType::Network {
                         return Err(unsupported(
@@ -154,12 +198,21 @@ impl Bundle {
             }
         }
 
-        Ok(Self { dir, config_path, spec, rootfs })
+        Ok(Self {
+            dir,
+            config_path,
+            spec,
+            rootfs,
+        })
     }
 
     /// `process.terminal` of the spec.
     pub fn terminal(&self) -> bool {
-        self.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false)
+        self.spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.terminal())
+            .unwrap_or(false)
     }
 }
 
@@ -195,7 +248,10 @@ mod tests {
     fn missing_config_names_the_file() {
         let d = tempfile::tempdir().unwrap();
         let e = Bundle::load(d.path()).unwrap_err().to_string();
-        assert!(e.contains("config.json") && e.contains("cannot read"), "{e}");
+        assert!(
+            e.contains("config.json") && e.contains("cannot read"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -246,7 +302,10 @@ mod tests {
         c["mounts"] = json!([{"destination": "/x", "type": "bind", "source": "/does/not/exist", "options": ["rbind"]}]);
         let (_d, b) = bundle_with(c);
         let e = b.unwrap_err().to_string();
-        assert!(e.contains("mounts[0].source") && e.contains("/does/not/exist"), "{e}");
+        assert!(
+            e.contains("mounts[0].source") && e.contains("/does/not/exist"),
+            "{e}"
+        );
     }
 
     #[test]

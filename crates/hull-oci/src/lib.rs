@@ -14,17 +14,41 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum OciError {
     #[error("bundle {path}: {source}")]
-    BundleDir { path: PathBuf, source: std::io::Error },
+    BundleDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: cannot read: {source}")]
-    ReadConfig { path: PathBuf, source: std::io::Error },
+    ReadConfig {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: not a valid OCI runtime config: {message}")]
     ParseConfig { path: PathBuf, message: String },
     #[error("{path}: {field}: {problem}")]
-    Invalid { path: PathBuf, field: String, problem: String },
+    Invalid {
+        path: PathBuf,
+        field: String,
+        problem: String,
+    },
     #[error("rootfs {rootfs} (root.path in {config}) {problem}")]
-    Rootfs { rootfs: PathBuf, config: PathBuf, problem: String },
+    Rootfs {
+        rootfs: PathBuf,
+        config: PathBuf,
+        problem: String,
+    },
     #[error("{config}: {field}: bind mount source {source_path} {problem}")]
-    BindSource { config: PathBuf, field: String, source_path: PathBuf, problem: String },
+    BindSource {
+        config: PathBuf,
+        field: String,
+        source_path: PathBuf,
+        problem: String,
+    },
     #[error("{config}: {field}: unsupported value {value:?}: {why}")]
-    Unsupported { config: PathBuf, field: String, value: String, why: String },
+    Unsupported {
+        config: PathBuf,
+        field: String,
+        value: String,
+        why: String,
+    },
 }

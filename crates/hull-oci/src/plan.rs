@@ -42,11 +42,14 @@ impl VmPlan {
             annotations
                 .get(key)
                 .map(|v| {
-                    v.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| OciError::Invalid {
-                        path: b.config_path.clone(),
-                        field: format!("annotations[{key:?}]"),
-                        problem: format!("{v:?} is not a positive integer"),
-                    })
+                    v.parse::<u64>()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| OciError::Invalid {
+                            path: b.config_path.clone(),
+                            field: format!("annotations[{key:?}]"),
+                            problem: format!("{v:?} is not a positive integer"),
+                        })
                 })
                 .transpose()
         };
@@ -54,10 +57,14 @@ impl VmPlan {
 
         let memory_mib = match annotation(ANNOTATION_MEMORY_MIB)? {
             Some(m) => m.max(MIN_MEMORY_MIB),
-            None => match resources.and_then(|r| r.memory().as_ref()).and_then(|m| m.limit()) {
-                Some(limit) if limit > 0 => {
-                    (limit as u64).div_ceil(1 << 20).saturating_add(GUEST_OVERHEAD_MIB).max(MIN_MEMORY_MIB)
-                }
+            None => match resources
+                .and_then(|r| r.memory().as_ref())
+                .and_then(|m| m.limit())
+            {
+                Some(limit) if limit > 0 => (limit as u64)
+                    .div_ceil(1 << 20)
+                    .saturating_add(GUEST_OVERHEAD_MIB)
+                    .max(MIN_MEMORY_MIB),
                 _ => u64::from(DEFAULT_MEMORY_MIB),
             },
         };
@@ -79,14 +86,32 @@ impl VmPlan {
             mount_index: None,
             is_dir: true,
         }];
-        for (i, m) in b.spec.mounts().as_deref().unwrap_or_default().iter().enumerate() {
+        for (i, m) in b
+            .spec
+            .mounts()
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
             if !is_bind_mount(m) {
                 continue;
             }
             let src = m.source().clone().unwrap_or_default();
-            let host_path = if src.is_absolute() { src } else { b.dir.join(src) };
-            let is_dir = std::fs::metadata(&host_path).map(|m| m.is_dir()).unwrap_or(false);
-            shares.push(Share { host_path, share_path: format!("m/{i}"), mount_index: Some(i), is_dir });
+            let host_path = if src.is_absolute() {
+                src
+            } else {
+                b.dir.join(src)
+            };
+            let is_dir = std::fs::metadata(&host_path)
+                .map(|m| m.is_dir())
+                .unwrap_or(false);
+            shares.push(Share {
+                host_path,
+                share_path: format!("m/{i}"),
+                mount_index: Some(i),
+                is_dir,
+            });
         }
         Ok(Self {
             memory_mib: u32::try_from(memory_mib).unwrap_or(u32::MAX),
@@ -149,7 +174,10 @@ mod tests {
         assert_eq!(plan(c.clone()).unwrap().memory_mib, 1024);
         c["annotations"] = json!({ANNOTATION_VCPUS: "many"});
         let e = plan(c).unwrap_err().to_string();
-        assert!(e.contains(ANNOTATION_VCPUS) && e.contains("\"many\""), "{e}");
+        assert!(
+            e.contains(ANNOTATION_VCPUS) && e.contains("\"many\""),
+            "{e}"
+        );
     }
 
     #[test]

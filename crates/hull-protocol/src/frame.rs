@@ -59,7 +59,10 @@ impl FrameHeader {
             return Err(ProtocolError::BadMagic(magic));
         }
         if b[2] != PROTOCOL_VERSION {
-            return Err(ProtocolError::Version { peer: b[2], ours: PROTOCOL_VERSION });
+            return Err(ProtocolError::Version {
+                peer: b[2],
+                ours: PROTOCOL_VERSION,
+            });
         }
         let kind = FrameKind::try_from(b[3])?;
         let stream = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
@@ -107,7 +110,10 @@ impl<R: Read> FrameReader<R> {
         self.inner.read_exact(&mut payload)?;
         Ok(Some(match h.kind {
             FrameKind::Control => Frame::Control(payload),
-            FrameKind::Data => Frame::Data { stream: h.stream, bytes: payload },
+            FrameKind::Data => Frame::Data {
+                stream: h.stream,
+                bytes: payload,
+            },
             FrameKind::Eof => Frame::Eof { stream: h.stream },
         }))
     }
@@ -122,13 +128,20 @@ pub struct FrameWriter<W> {
 
 impl<W: Write> FrameWriter<W> {
     pub fn new(inner: W) -> Self {
-        Self { inner, buf: Vec::with_capacity(64 * 1024) }
+        Self {
+            inner,
+            buf: Vec::with_capacity(64 * 1024),
+        }
     }
 
     fn put(&mut self, kind: FrameKind, stream: u32, payload: &[u8]) -> Result<(), ProtocolError> {
         debug_assert!(payload.len() <= MAX_PAYLOAD as usize);
         self.buf.clear();
-        let h = FrameHeader { kind, stream, len: payload.len() as u32 };
+        let h = FrameHeader {
+            kind,
+            stream,
+            len: payload.len() as u32,
+        };
         self.buf.extend_from_slice(&h.encode());
         self.buf.extend_from_slice(payload);
         self.inner.write_all(&self.buf)?;
@@ -177,7 +190,10 @@ mod tests {
     fn arb_frame() -> impl Strategy<Value = Frame> {
         prop_oneof![
             proptest::collection::vec(any::<u8>(), 0..2048).prop_map(Frame::Control),
-            (any::<u32>(), proptest::collection::vec(any::<u8>(), 1..4096))
+            (
+                any::<u32>(),
+                proptest::collection::vec(any::<u8>(), 1..4096)
+            )
                 .prop_map(|(stream, bytes)| Frame::Data { stream, bytes }),
             any::<u32>().prop_map(|stream| Frame::Eof { stream }),
         ]
@@ -225,14 +241,38 @@ mod tests {
 
     #[test]
     fn wrong_magic_and_version_are_rejected() {
-        let mut h = FrameHeader { kind: FrameKind::Eof, stream: 1, len: 0 }.encode();
+        let mut h = FrameHeader {
+            kind: FrameKind::Eof,
+            stream: 1,
+            len: 0,
+        }
+        .encode();
         h[0] = b'X';
-        assert!(matches!(FrameHeader::decode(&h), Err(ProtocolError::BadMagic(_))));
-        let mut h = FrameHeader { kind: FrameKind::Eof, stream: 1, len: 0 }.encode();
+        assert!(matches!(
+            FrameHeader::decode(&h),
+            Err(ProtocolError::BadMagic(_))
+        ));
+        let mut h = FrameHeader {
+            kind: FrameKind::Eof,
+            stream: 1,
+            len: 0,
+        }
+        .encode();
         h[2] = PROTOCOL_VERSION + 1;
-        assert!(matches!(FrameHeader::decode(&h), Err(ProtocolError::Version { .. })));
-        let mut h = FrameHeader { kind: FrameKind::Eof, stream: 1, len: 0 }.encode();
+        assert!(matches!(
+            FrameHeader::decode(&h),
+            Err(ProtocolError::Version { .. })
+        ));
+        let mut h = FrameHeader {
+            kind: FrameKind::Eof,
+            stream: 1,
+            len: 0,
+        }
+        .encode();
         h[8..12].copy_from_slice(&(MAX_PAYLOAD + 1).to_le_bytes());
-        assert!(matches!(FrameHeader::decode(&h), Err(ProtocolError::TooLarge(_))));
+        assert!(matches!(
+            FrameHeader::decode(&h),
+            Err(ProtocolError::TooLarge(_))
+        ));
     }
 }

@@ -11,7 +11,8 @@
 //! ```
 //! (all integers little-endian)
 //!
-//! * `kind = Control`: payload is one JSON [`Envelope`] (a request, its reply, or an event).
+//! * `kind = Control`: payload is one JSON [`HostMessage`] (host → agent: a request with an id)
+//!   or [`AgentMessage`] (agent → host: the reply carrying that id, or an event).
 //! * `kind = Data`: payload is raw bytes of one stdio stream, named by `stream` (see [`StreamId`]).
 //! * `kind = Eof`: the writer closed the stream `stream` (no payload).
 //!
@@ -25,7 +26,7 @@
 mod frame;
 mod messages;
 
-pub use frame::{FrameKind, FrameHeader, FrameReader, FrameWriter, Frame, HEADER_LEN, MAX_PAYLOAD};
+pub use frame::{Frame, FrameHeader, FrameKind, FrameReader, FrameWriter, HEADER_LEN, MAX_PAYLOAD};
 pub use messages::*;
 
 /// Version of this protocol. The host sends it in `Hello`; the agent answers with its own.

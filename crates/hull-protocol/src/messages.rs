@@ -52,9 +52,17 @@ pub enum HostRequest {
     /// time); otherwise `process` is an exec'd process. Reply: [`Reply::Started`].
     StartProcess(Box<StartProcess>),
     /// Send a signal to one process (or with `all`, every process of the container). Reply: `Ok`.
-    Signal { exec_id: ExecId, signal: i32, all: bool },
+    Signal {
+        exec_id: ExecId,
+        signal: i32,
+        all: bool,
+    },
     /// Set the window size of a process's terminal. Reply: `Ok`.
-    ResizeTty { exec_id: ExecId, rows: u16, cols: u16 },
+    ResizeTty {
+        exec_id: ExecId,
+        rows: u16,
+        cols: u16,
+    },
     /// Resource usage of the container. Reply: [`Reply::Stats`].
     Stats,
     /// The container's processes (guest PIDs). Reply: [`Reply::Processes`].
@@ -101,7 +109,10 @@ pub struct StartProcess {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum AgentMessage {
     /// The answer to the request with the same id.
-    Reply { id: u64, result: Result<Reply, AgentError> },
+    Reply {
+        id: u64,
+        result: Result<Reply, AgentError>,
+    },
     /// Something that happened on its own.
     Event(AgentEvent),
 }
@@ -125,7 +136,9 @@ pub enum Reply {
         started_ns: u64,
     },
     Stats(Stats),
-    Processes { pids: Vec<i32> },
+    Processes {
+        pids: Vec<i32>,
+    },
 }
 
 /// A failed request: what failed and why, in words for a person.
@@ -137,7 +150,9 @@ pub struct AgentError {
 
 impl AgentError {
     pub fn new(message: impl Into<String>) -> Self {
-        Self { message: message.into() }
+        Self {
+            message: message.into(),
+        }
     }
 }
 
@@ -146,7 +161,11 @@ impl AgentError {
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum AgentEvent {
     /// A process ended. Sent after the Eof frames of its stdout/stderr.
-    Exited { exec_id: ExecId, status: ExitStatus, exited_ns: u64 },
+    Exited {
+        exec_id: ExecId,
+        status: ExitStatus,
+        exited_ns: u64,
+    },
 }
 
 /// How a process ended.
@@ -195,11 +214,23 @@ mod tests {
 
     #[test]
     fn messages_round_trip_as_json() {
-        let m = AgentMessage::Reply { id: 3, result: Err(AgentError::new("no such file")) };
+        let m = AgentMessage::Reply {
+            id: 3,
+            result: Err(AgentError::new("no such file")),
+        };
         let j = serde_json::to_vec(&m).unwrap();
         let back: AgentMessage = serde_json::from_slice(&j).unwrap();
-        assert!(matches!(back, AgentMessage::Reply { id: 3, result: Err(e) } if e.message == "no such file"));
-        let h = HostMessage { id: 1, request: HostRequest::Signal { exec_id: 0, signal: 15, all: false } };
+        assert!(
+            matches!(back, AgentMessage::Reply { id: 3, result: Err(e) } if e.message == "no such file")
+        );
+        let h = HostMessage {
+            id: 1,
+            request: HostRequest::Signal {
+                exec_id: 0,
+                signal: 15,
+                all: false,
+            },
+        };
         let j = serde_json::to_string(&h).unwrap();
         assert!(j.contains("\"op\":\"signal\""), "{j}");
     }

@@ -62,24 +62,39 @@ pub struct AccelChoice {
 impl AccelChoice {
     /// One line telling the user that TCG is used and why, or `None` when nothing to say.
     pub fn notice(&self) -> Option<String> {
-        self.kvm_unusable.as_ref().map(|why| {
-            format!("hull: KVM unusable ({why}); using TCG software emulation (slower)")
-        })
+        self.kvm_unusable
+            .as_ref()
+            .map(|why| format!("hull: KVM unusable ({why}); using TCG software emulation (slower)"))
     }
 }
 
 /// Chooses the accelerator: `forced` (from `--accel`/`HULL_ACCEL`) wins, else the probe decides.
 /// `probe_cmd` is a command that exits 0 when a KVM guest really runs (see `kvm_probe`).
-pub fn choose(forced: Option<Accel>, probe_cmd: Option<Command>) -> Result<AccelChoice, AccelError> {
+pub fn choose(
+    forced: Option<Accel>,
+    probe_cmd: Option<Command>,
+) -> Result<AccelChoice, AccelError> {
     match forced {
-        Some(Accel::Tcg) => Ok(AccelChoice { accel: Accel::Tcg, kvm_unusable: None }),
+        Some(Accel::Tcg) => Ok(AccelChoice {
+            accel: Accel::Tcg,
+            kvm_unusable: None,
+        }),
         Some(Accel::Kvm) => match kvm_usable(probe_cmd) {
-            Ok(()) => Ok(AccelChoice { accel: Accel::Kvm, kvm_unusable: None }),
+            Ok(()) => Ok(AccelChoice {
+                accel: Accel::Kvm,
+                kvm_unusable: None,
+            }),
             Err(why) => Err(AccelError::KvmForcedUnusable(why)),
         },
         None => Ok(match kvm_usable(probe_cmd) {
-            Ok(()) => AccelChoice { accel: Accel::Kvm, kvm_unusable: None },
-            Err(why) => AccelChoice { accel: Accel::Tcg, kvm_unusable: Some(why) },
+            Ok(()) => AccelChoice {
+                accel: Accel::Kvm,
+                kvm_unusable: None,
+            },
+            Err(why) => AccelChoice {
+                accel: Accel::Tcg,
+                kvm_unusable: Some(why),
+            },
         }),
     }
 }
@@ -95,7 +110,11 @@ pub fn kvm_usable(probe_cmd: Option<Command>) -> Result<(), String> {
     if Path::new("/sys/module/kvm_pvm").exists() {
         return Err("/dev/kvm is nested PVM (kvm_pvm), which only runs PVM guest kernels".into());
     }
-    if let Err(e) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm") {
+    if let Err(e) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
         return Err(format!("cannot open /dev/kvm: {e}"));
     }
     let Some(mut cmd) = probe_cmd else {
@@ -121,7 +140,9 @@ pub fn kvm_usable(probe_cmd: Option<Command>) -> Result<(), String> {
             Ok(None) if Instant::now() >= deadline => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("a test guest did not run under KVM within {PROBE_DEADLINE:?}"));
+                return Err(format!(
+                    "a test guest did not run under KVM within {PROBE_DEADLINE:?}"
+                ));
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(2)),
             Err(e) => return Err(format!("waiting for the KVM probe: {e}")),
@@ -136,7 +157,13 @@ mod tests {
     #[test]
     fn forced_tcg_never_probes() {
         let c = choose(Some(Accel::Tcg), Some(Command::new("/nonexistent"))).unwrap();
-        assert_eq!(c, AccelChoice { accel: Accel::Tcg, kvm_unusable: None });
+        assert_eq!(
+            c,
+            AccelChoice {
+                accel: Accel::Tcg,
+                kvm_unusable: None
+            }
+        );
         assert_eq!(c.notice(), None);
     }
 

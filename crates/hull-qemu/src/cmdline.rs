@@ -36,7 +36,11 @@ pub enum Device {
     /// A named port on the virtio-serial bus.
     VirtSerialPort { chardev: String, name: String },
     /// virtio-fs backed by a vhost-user daemon (virtiofsd).
-    VhostUserFs { chardev: String, tag: String, queue_size: u32 },
+    VhostUserFs {
+        chardev: String,
+        tag: String,
+        queue_size: u32,
+    },
     /// Entropy for the guest's RNG.
     VirtioRng,
 }
@@ -51,7 +55,11 @@ impl Device {
             Device::VirtSerialPort { chardev, name } => {
                 format!("virtserialport,chardev={chardev},name={name}")
             }
-            Device::VhostUserFs { chardev, tag, queue_size } => {
+            Device::VhostUserFs {
+                chardev,
+                tag,
+                queue_size,
+            } => {
                 format!("vhost-user-fs-device,chardev={chardev},tag={tag},queue-size={queue_size}")
             }
             Device::VirtioRng => "virtio-rng-device".to_string(),
@@ -91,7 +99,10 @@ impl QemuCommand {
             a.push(k.to_string());
             a.push(v);
         };
-        push("-name", format!("{},debug-threads=on", self.name.replace(',', ",,")));
+        push(
+            "-name",
+            format!("{},debug-threads=on", self.name.replace(',', ",,")),
+        );
         // microvm: no PCI, no firmware, no option ROMs, no 8259 PIC, no ISA serial; memory from
         // a shareable memfd because vhost-user (virtiofsd) maps guest memory. The PIT and RTC
         // stay: without kvmclock (TCG) the kernel calibrates the TSC against them (pit=off hangs
@@ -102,7 +113,10 @@ impl QemuCommand {
         );
         push(
             "-object",
-            format!("memory-backend-memfd,id=mem,size={}M,share=on", self.memory_mib),
+            format!(
+                "memory-backend-memfd,id=mem,size={}M,share=on",
+                self.memory_mib
+            ),
         );
         push("-m", format!("{}M", self.memory_mib));
         match self.accel {
@@ -155,12 +169,24 @@ mod tests {
             initrd: "/k/initramfs.cpio".into(),
             kernel_cmdline: "console=hvc0 quiet".into(),
             chardevs: vec![
-                Chardev::SocketClient { id: "agent".into(), path: "/run/a,b/agent.sock".into() },
-                Chardev::File { id: "con".into(), path: "/run/x/console.log".into() },
+                Chardev::SocketClient {
+                    id: "agent".into(),
+                    path: "/run/a,b/agent.sock".into(),
+                },
+                Chardev::File {
+                    id: "con".into(),
+                    path: "/run/x/console.log".into(),
+                },
             ],
             devices: vec![
-                Device::VirtioSerial { id: "vser".into(), max_ports: 2 },
-                Device::VirtSerialPort { chardev: "agent".into(), name: "org.hull.agent.0".into() },
+                Device::VirtioSerial {
+                    id: "vser".into(),
+                    max_ports: 2,
+                },
+                Device::VirtSerialPort {
+                    chardev: "agent".into(),
+                    name: "org.hull.agent.0".into(),
+                },
             ],
             qmp_chardev: "qmp".into(),
         }
@@ -169,7 +195,12 @@ mod tests {
     fn pairs(args: &[OsString]) -> Vec<(String, String)> {
         args.windows(2)
             .filter(|w| w[0].to_string_lossy().starts_with('-'))
-            .map(|w| (w[0].to_string_lossy().into_owned(), w[1].to_string_lossy().into_owned()))
+            .map(|w| {
+                (
+                    w[0].to_string_lossy().into_owned(),
+                    w[1].to_string_lossy().into_owned(),
+                )
+            })
             .collect()
     }
 
@@ -193,7 +224,10 @@ mod tests {
     #[test]
     fn memory_is_shareable_memfd_for_vhost_user() {
         let p = pairs(&sample().args());
-        assert!(p.contains(&("-object".into(), "memory-backend-memfd,id=mem,size=256M,share=on".into())));
+        assert!(p.contains(&(
+            "-object".into(),
+            "memory-backend-memfd,id=mem,size=256M,share=on".into()
+        )));
     }
 
     #[test]

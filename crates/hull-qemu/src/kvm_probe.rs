@@ -29,7 +29,10 @@ impl GuestMem {
         if ptr == libc::MAP_FAILED {
             return Err(format!("mmap: {}", std::io::Error::last_os_error()));
         }
-        Ok(Self { ptr: ptr.cast(), len })
+        Ok(Self {
+            ptr: ptr.cast(),
+            len,
+        })
     }
 
     fn write(&mut self, bytes: &[u8]) {
@@ -62,11 +65,14 @@ pub fn run_probe_guest() -> Result<(), String> {
     };
     // SAFETY: the region maps `mem`, which outlives the VM (dropped after `vm` below).
     unsafe { vm.set_user_memory_region(region) }.map_err(|e| format!("set memory: {e}"))?;
-    let mut vcpu = vm.create_vcpu(0).map_err(|e| format!("KVM_CREATE_VCPU: {e}"))?;
+    let mut vcpu = vm
+        .create_vcpu(0)
+        .map_err(|e| format!("KVM_CREATE_VCPU: {e}"))?;
     let mut sregs = vcpu.get_sregs().map_err(|e| format!("get sregs: {e}"))?;
     sregs.cs.base = 0;
     sregs.cs.selector = 0;
-    vcpu.set_sregs(&sregs).map_err(|e| format!("set sregs: {e}"))?;
+    vcpu.set_sregs(&sregs)
+        .map_err(|e| format!("set sregs: {e}"))?;
     let mut regs = vcpu.get_regs().map_err(|e| format!("get regs: {e}"))?;
     regs.rip = GUEST_ADDR;
     regs.rflags = 2;

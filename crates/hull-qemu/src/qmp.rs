@@ -10,7 +10,10 @@ pub enum QmpError {
     #[error("QMP i/o")]
     Io(#[from] std::io::Error),
     #[error("QMP command {command} failed: {message}")]
-    Command { command: &'static str, message: String },
+    Command {
+        command: &'static str,
+        message: String,
+    },
 }
 
 /// A connected, negotiated QMP session.
@@ -34,7 +37,10 @@ impl QmpClient {
         let mut q = Qmp::from_stream(&self.stream);
         q.execute(&c).map_err(|e| match e {
             qapi::ExecuteError::Io(io) => QmpError::Io(io),
-            other => QmpError::Command { command: name, message: other.to_string() },
+            other => QmpError::Command {
+                command: name,
+                message: other.to_string(),
+            },
         })
     }
 

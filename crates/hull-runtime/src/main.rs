@@ -47,7 +47,11 @@ pub struct Ctx {
 fn main() {
     let cli = Cli::parse();
     let ctx = Ctx {
-        root: cli.global.root.clone().unwrap_or_else(|| PathBuf::from(hull_state::DEFAULT_ROOT)),
+        root: cli
+            .global
+            .root
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(hull_state::DEFAULT_ROOT)),
         accel: cli.accel.clone(),
         global: cli.global,
     };

@@ -4,11 +4,19 @@ use nix::sys::signal::Signal;
 
 pub fn parse(s: &str) -> Result<i32, String> {
     if let Ok(n) = s.parse::<i32>() {
-        return Signal::try_from(n).map(|s| s as i32).map_err(|_| format!("invalid signal {s:?}"));
+        return Signal::try_from(n)
+            .map(|s| s as i32)
+            .map_err(|_| format!("invalid signal {s:?}"));
     }
     let up = s.to_ascii_uppercase();
-    let name = if up.starts_with("SIG") { up } else { format!("SIG{up}") };
-    name.parse::<Signal>().map(|s| s as i32).map_err(|_| format!("invalid signal {s:?}"))
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
+    name.parse::<Signal>()
+        .map(|s| s as i32)
+        .map_err(|_| format!("invalid signal {s:?}"))
 }
 
 #[cfg(test)]

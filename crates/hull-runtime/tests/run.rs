@@ -25,7 +25,11 @@ fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
 #[test]
 fn stdout_and_stderr_arrive_separately_and_byte_exact() {
     let root = Root::new();
-    let b = Bundle::busybox(&["sh", "-c", "cat /big.out; cat /big.err >&2; echo tail-out; echo tail-err >&2"]);
+    let b = Bundle::busybox(&[
+        "sh",
+        "-c",
+        "cat /big.out; cat /big.err >&2; echo tail-out; echo tail-err >&2",
+    ]);
     let big_out = random_bytes(1 << 20, 7);
     let big_err = random_bytes(100_000, 11);
     std::fs::write(b.rootfs().join("big.out"), &big_out).unwrap();
@@ -36,8 +40,19 @@ fn stdout_and_stderr_arrive_separately_and_byte_exact() {
     want_out.extend_from_slice(b"tail-out\n");
     let mut want_err = big_err.clone();
     want_err.extend_from_slice(b"tail-err\n");
-    assert!(out.stdout == want_out, "stdout differs: {} bytes vs {} wanted", out.stdout.len(), want_out.len());
-    assert!(out.stderr == want_err, "stderr differs: {} bytes vs {} wanted; stderr: {}", out.stderr.len(), want_err.len(), out.stderr_str());
+    assert!(
+        out.stdout == want_out,
+        "stdout differs: {} bytes vs {} wanted",
+        out.stdout.len(),
+        want_out.len()
+    );
+    assert!(
+        out.stderr == want_err,
+        "stderr differs: {} bytes vs {} wanted; stderr: {}",
+        out.stderr.len(),
+        want_err.len(),
+        out.stderr_str()
+    );
     root.assert_clean("stdio");
 }
 
@@ -48,7 +63,12 @@ fn stdin_round_trips_through_cat() {
     let input = b"data\nmore data\n".repeat(1000);
     let out = run(&root, &b, "stdin", Some(&input));
     assert_eq!(out.code, Some(0), "{out}");
-    assert!(out.stdout == input, "got {} bytes back, sent {}", out.stdout.len(), input.len());
+    assert!(
+        out.stdout == input,
+        "got {} bytes back, sent {}",
+        out.stdout.len(),
+        input.len()
+    );
     root.assert_clean("stdin");
 }
 
@@ -61,7 +81,9 @@ fn exit_code_and_death_by_signal_are_reported_like_a_shell() {
 
     // Without a PID namespace, `kill -9 $$` kills the shell (PID 1 of a namespace would be immune).
     let mut b = Bundle::busybox(&["sh", "-c", "kill -9 $$"]);
-    b.edit(|c| c["linux"]["namespaces"] = json!([{"type": "mount"}, {"type": "uts"}, {"type": "ipc"}]));
+    b.edit(|c| {
+        c["linux"]["namespaces"] = json!([{"type": "mount"}, {"type": "uts"}, {"type": "ipc"}])
+    });
     let out = run(&root, &b, "kill9", None);
     assert_eq!(out.code, Some(137), "{out}");
     root.assert_clean("kill9");
@@ -70,12 +92,16 @@ fn exit_code_and_death_by_signal_are_reported_like_a_shell() {
 #[test]
 fn process_env_cwd_user_and_hostname_are_applied() {
     let root = Root::new();
-    let mut b = Bundle::busybox(&["sh", "-c", "echo $FOO; pwd; id -u; id -g; id -G; hostname; umask"]);
+    let mut b = Bundle::busybox(&[
+        "sh",
+        "-c",
+        "echo $FOO; pwd; id -u; id -g; id -G; hostname; umask",
+    ]);
     b.edit(|c| {
         c["process"]["env"] = json!(["PATH=/bin", "FOO=bar baz"]);
         c["process"]["cwd"] = json!("/tmp");
-        c["process"]["user"] = json!({"uid": 1000, "gid": 1001, "additionalGids": [2000, 2001]});
-        c["process"]["umask"] = json!(0o27);
+        c["process"]["user"] =
+            json!({"uid": 1000, "gid": 1001, "additionalGids": [2000, 2001], "umask": 0o27});
         c["hostname"] = json!("hulltest");
     });
     let out = run(&root, &b, "proc", None);
@@ -86,7 +112,10 @@ fn process_env_cwd_user_and_hostname_are_applied() {
     assert_eq!(lines[2], "1000");
     assert_eq!(lines[3], "1001");
     let groups: Vec<&str> = lines[4].split_whitespace().collect();
-    assert!(groups.contains(&"1001") && groups.contains(&"2000") && groups.contains(&"2001"), "{groups:?}");
+    assert!(
+        groups.contains(&"1001") && groups.contains(&"2000") && groups.contains(&"2001"),
+        "{groups:?}"
+    );
     assert_eq!(lines[5], "hulltest");
     assert_eq!(lines[6], "0027");
     root.assert_clean("proc");
@@ -109,7 +138,11 @@ fn bind_mount_and_rootfs_writes_are_visible_on_the_host() {
     let root = Root::new();
     let host = tempfile::tempdir().unwrap();
     std::fs::write(host.path().join("in"), "from host\n").unwrap();
-    let mut b = Bundle::busybox(&["sh", "-c", "cat /data/in; echo from guest > /data/out; echo persisted > /root/file"]);
+    let mut b = Bundle::busybox(&[
+        "sh",
+        "-c",
+        "cat /data/in; echo from guest > /data/out; echo persisted > /root/file",
+    ]);
     let src = host.path().to_str().unwrap().to_string();
     b.edit(|c| {
         c["mounts"].as_array_mut().unwrap().push(json!({
@@ -119,20 +152,39 @@ fn bind_mount_and_rootfs_writes_are_visible_on_the_host() {
     let out = run(&root, &b, "bind", None);
     assert_eq!(out.code, Some(0), "{out}");
     assert_eq!(out.stdout_str(), "from host\n");
-    assert_eq!(std::fs::read_to_string(host.path().join("out")).unwrap(), "from guest\n");
-    assert_eq!(std::fs::read_to_string(b.rootfs().join("root/file")).unwrap(), "persisted\n");
+    assert_eq!(
+        std::fs::read_to_string(host.path().join("out")).unwrap(),
+        "from guest\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(b.rootfs().join("root/file")).unwrap(),
+        "persisted\n"
+    );
     root.assert_clean("bind");
 }
 
 #[test]
 fn sigterm_to_the_runtime_reaches_the_container_process() {
     let root = Root::new();
-    let b = Bundle::busybox(&["sh", "-c", "trap 'exit 42' TERM; while true; do sleep 0.1; done"]);
+    let b = Bundle::busybox(&[
+        "sh",
+        "-c",
+        "trap 'exit 42' TERM; touch /ready; while true; do sleep 0.1; done",
+    ]);
     let mut c = root.cmd(&["run", "--bundle"]);
     c.arg(b.path()).arg("term");
     let child = spawn(&mut c, false);
-    wait_status(&root, "term", "running");
-    Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    // The shell is PID 1 of its namespace: it ignores SIGTERM until its trap is set, which it
+    // announces by creating /ready (seen on the host through the shared rootfs).
+    let ready = b.rootfs().join("ready");
+    hull_testkit::wait::wait_for("the trap to be set", VM_TIMEOUT, || {
+        ready.exists().then_some(())
+    });
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
     let out = finish(child, None, VM_TIMEOUT);
     assert_eq!(out.code, Some(42), "{out}");
     root.assert_clean("term");
@@ -147,17 +199,37 @@ fn killing_the_monitor_takes_qemu_and_virtiofsd_with_it() {
     let child = spawn(&mut c, false);
     wait_status(&root, "orphans", "running");
     let kids = common::processes_mentioning(root.path());
-    assert!(kids.len() >= 3, "monitor, qemu and virtiofsd expected: {kids:?}");
-    Command::new("kill").arg("-KILL").arg(child.id().to_string()).status().unwrap();
+    assert!(
+        kids.len() >= 3,
+        "monitor, qemu and virtiofsd expected: {kids:?}"
+    );
+    Command::new("kill")
+        .arg("-KILL")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
     let _ = finish(child, None, Duration::from_secs(30));
-    hull_testkit::wait::wait_for("qemu and virtiofsd to die with their monitor", Duration::from_secs(10), || {
-        common::processes_mentioning(root.path()).is_empty().then_some(())
-    });
+    hull_testkit::wait::wait_for(
+        "qemu and virtiofsd to die with their monitor",
+        Duration::from_secs(10),
+        || {
+            common::processes_mentioning(root.path())
+                .is_empty()
+                .then_some(())
+        },
+    );
 }
 
 // ---- errors: one clear line, non-zero exit, nothing left behind ----
 
-fn expect_error(root: &Root, b: &Bundle, id: &str, env: &[(&str, &str)], code: i32, needles: &[&str]) {
+fn expect_error(
+    root: &Root,
+    b: &Bundle,
+    id: &str,
+    env: &[(&str, &str)],
+    code: i32,
+    needles: &[&str],
+) {
     let mut c = root.cmd(&["run", "--bundle"]);
     c.arg(b.path()).arg(id);
     for (k, v) in env {
@@ -166,7 +238,11 @@ fn expect_error(root: &Root, b: &Bundle, id: &str, env: &[(&str, &str)], code: i
     let out = finish(spawn(&mut c, false), None, VM_TIMEOUT);
     assert_eq!(out.code, Some(code), "{out}");
     let err = out.stderr_str();
-    assert_eq!(err.trim_end().lines().count(), 1, "one line expected: {err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "one line expected: {err}"
+    );
     for n in needles {
         assert!(err.contains(n), "{n:?} not in {err:?}");
     }
@@ -186,10 +262,22 @@ fn missing_or_invalid_config_is_named() {
 
     let mut b = Bundle::busybox(&["true"]);
     b.edit(|c| c["root"]["path"] = json!("missing-rootfs"));
-    expect_error(&root, &b, "norootfs", &[], 3, &["missing-rootfs", "root.path"]);
+    expect_error(
+        &root,
+        &b,
+        "norootfs",
+        &[],
+        3,
+        &["missing-rootfs", "root.path"],
+    );
 
     let mut b = Bundle::busybox(&["true"]);
-    b.edit(|c| c["mounts"].as_array_mut().unwrap().push(json!({"destination": "/n", "type": "nfs", "source": "x:/y"})));
+    b.edit(|c| {
+        c["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"destination": "/n", "type": "nfs", "source": "x:/y"}))
+    });
     expect_error(&root, &b, "nfs", &[], 3, &["mounts[7].type", "\"nfs\""]);
 }
 
@@ -197,9 +285,30 @@ fn missing_or_invalid_config_is_named() {
 fn missing_qemu_or_virtiofsd_says_what_to_install() {
     let root = Root::new();
     let b = Bundle::busybox(&["true"]);
-    expect_error(&root, &b, "noqemu", &[("HULL_QEMU", "/nonexistent/qemu")], 4, &["/nonexistent/qemu"]);
-    expect_error(&root, &b, "novfs", &[("HULL_VIRTIOFSD", "/nonexistent/virtiofsd")], 4, &["virtiofsd"]);
-    expect_error(&root, &b, "nokernel", &[("HULL_GUEST_DIR", "/nonexistent")], 4, &["/nonexistent/vmlinux", "setup"]);
+    expect_error(
+        &root,
+        &b,
+        "noqemu",
+        &[("HULL_QEMU", "/nonexistent/qemu")],
+        4,
+        &["/nonexistent/qemu"],
+    );
+    expect_error(
+        &root,
+        &b,
+        "novfs",
+        &[("HULL_VIRTIOFSD", "/nonexistent/virtiofsd")],
+        4,
+        &["virtiofsd"],
+    );
+    expect_error(
+        &root,
+        &b,
+        "nokernel",
+        &[("HULL_GUEST_DIR", "/nonexistent")],
+        4,
+        &["/nonexistent/vmlinux", "setup"],
+    );
 }
 
 #[test]
@@ -220,15 +329,29 @@ fn a_guest_that_never_answers_times_out_with_accelerator_and_console_log() {
     let ir = guest.path().join("ir");
     std::fs::create_dir_all(ir.join("bin")).unwrap();
     std::fs::copy("/bin/busybox", ir.join("bin/busybox")).unwrap();
-    std::fs::write(ir.join("init"), "#!/bin/busybox sh\n/bin/busybox sleep 1000\n").unwrap();
-    Command::new("chmod").arg("755").arg(ir.join("init")).status().unwrap();
+    std::fs::write(
+        ir.join("init"),
+        "#!/bin/busybox sh\n/bin/busybox sleep 1000\n",
+    )
+    .unwrap();
+    Command::new("chmod")
+        .arg("755")
+        .arg(ir.join("init"))
+        .status()
+        .unwrap();
     let st = Command::new("sh")
         .arg("-c")
-        .arg(format!("cd {} && find . | cpio -o -H newc --quiet > ../initramfs.cpio", ir.display()))
+        .arg(format!(
+            "cd {} && find . | cpio -o -H newc --quiet > ../initramfs.cpio",
+            ir.display()
+        ))
         .status()
         .unwrap();
     assert!(st.success(), "cpio (apt-get install cpio)");
-    let kernel = std::path::PathBuf::from(std::env::var("HULL_GUEST_DIR").unwrap_or("/usr/local/share/hull".into())).join("vmlinux");
+    let kernel = std::path::PathBuf::from(
+        std::env::var("HULL_GUEST_DIR").unwrap_or("/usr/local/share/hull".into()),
+    )
+    .join("vmlinux");
     std::os::unix::fs::symlink(kernel, guest.path().join("vmlinux")).unwrap();
     let b = Bundle::busybox(&["true"]);
     let gdir = guest.path().to_str().unwrap().to_string();
@@ -236,9 +359,18 @@ fn a_guest_that_never_answers_times_out_with_accelerator_and_console_log() {
         &root,
         &b,
         "hang",
-        &[("HULL_GUEST_DIR", &gdir), ("HULL_BOOT_TIMEOUT_SECS", "4"), ("HULL_ACCEL", "tcg")],
+        &[
+            ("HULL_GUEST_DIR", &gdir),
+            ("HULL_BOOT_TIMEOUT_SECS", "4"),
+            ("HULL_ACCEL", "tcg"),
+        ],
         5,
-        &["timed out after 4s", "guest agent", "accelerator: tcg", "console log"],
+        &[
+            "timed out after 4s",
+            "guest agent",
+            "accelerator: tcg",
+            "console log",
+        ],
     );
 }
 
@@ -251,10 +383,22 @@ fn interrupting_a_booting_container_cleans_up_and_keeps_the_rootfs() {
     let child = spawn(&mut c, false);
     // The moment the VM exists (its console log appears), interrupt.
     let console = root.path().join("intr/console.log");
-    hull_testkit::wait::wait_for("the VM to start", VM_TIMEOUT, || console.exists().then_some(()));
-    Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    hull_testkit::wait::wait_for("the VM to start", VM_TIMEOUT, || {
+        console.exists().then_some(())
+    });
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
     let out = finish(child, None, VM_TIMEOUT);
-    assert!(out.code == Some(143) || out.code == Some(42) || out.code == Some(0), "{out}");
+    assert!(
+        out.code == Some(143) || out.code == Some(42) || out.code == Some(0),
+        "{out}"
+    );
     root.assert_clean("intr");
-    assert!(b.rootfs().join("bin/busybox").is_file(), "the bundle's rootfs must survive cleanup");
+    assert!(
+        b.rootfs().join("bin/busybox").is_file(),
+        "the bundle's rootfs must survive cleanup"
+    );
 }

@@ -30,13 +30,22 @@ pub enum StateError {
     #[error("container {0:?} does not exist")]
     NotFound(String),
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: corrupt state: {source}")]
-    Corrupt { path: PathBuf, source: serde_json::Error },
+    Corrupt {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
-    move |source| StateError::Io { path: path.to_path_buf(), source }
+    move |source| StateError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Lifecycle status as the OCI runtime-spec names it.
@@ -88,7 +97,9 @@ pub fn validate_id(id: &str) -> Result<(), StateError> {
         && id != "."
         && id != ".."
         && id.len() <= 1024
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || "_+-.".contains(c));
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_+-.".contains(c));
     if ok {
         Ok(())
     } else {
@@ -99,7 +110,10 @@ pub fn validate_id(id: &str) -> Result<(), StateError> {
 impl StateDir {
     pub fn new(root: &Path, id: &str) -> Result<Self, StateError> {
         validate_id(id)?;
-        Ok(Self { id: id.to_string(), dir: root.join(id) })
+        Ok(Self {
+            id: id.to_string(),
+            dir: root.join(id),
+        })
     }
 
     /// Creates the directory; fails if the container exists.
@@ -163,7 +177,8 @@ impl StateDir {
         let p = self.state_json();
         let tmp = self.path(".state.json.tmp");
         let mut f = fs::File::create(&tmp).map_err(io_err(&tmp))?;
-        f.write_all(&serde_json::to_vec(st).expect("state serializes")).map_err(io_err(&tmp))?;
+        f.write_all(&serde_json::to_vec(st).expect("state serializes"))
+            .map_err(io_err(&tmp))?;
         fs::rename(&tmp, &p).map_err(io_err(&p))
     }
 
@@ -211,7 +226,9 @@ fn remove_tree_on_dev(dir: &Path, dev: u64) {
     let Ok(rd) = fs::read_dir(dir) else { return };
     for e in rd.flatten() {
         let p = e.path();
-        let Ok(m) = fs::symlink_metadata(&p) else { continue };
+        let Ok(m) = fs::symlink_metadata(&p) else {
+            continue;
+        };
         if m.is_dir() {
             if m.dev() != dev {
                 detach_mount(&p);
@@ -226,7 +243,10 @@ fn remove_tree_on_dev(dir: &Path, dev: u64) {
             // A file bind-mounted here has the source's device: detach rather than delete.
             if m.dev() != dev {
                 detach_mount(&p);
-                if fs::symlink_metadata(&p).map(|m2| m2.dev() != dev).unwrap_or(true) {
+                if fs::symlink_metadata(&p)
+                    .map(|m2| m2.dev() != dev)
+                    .unwrap_or(true)
+                {
                     continue;
                 }
             }
@@ -237,7 +257,9 @@ fn remove_tree_on_dev(dir: &Path, dev: u64) {
 
 fn detach_mount(p: &Path) {
     use std::os::unix::ffi::OsStrExt;
-    let Ok(c) = std::ffi::CString::new(p.as_os_str().as_bytes()) else { return };
+    let Ok(c) = std::ffi::CString::new(p.as_os_str().as_bytes()) else {
+        return;
+    };
     // SAFETY: umount2 with a valid NUL-terminated path; failure is harmless.
     unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
 }
@@ -265,7 +287,9 @@ pub fn list(root: &Path) -> Result<Vec<String>, StateError> {
 
 /// Current time as RFC 3339 UTC with nanoseconds (as runc prints `created`).
 pub fn now_rfc3339() -> String {
-    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     rfc3339(d.as_secs() as i64, d.subsec_nanos())
 }
 

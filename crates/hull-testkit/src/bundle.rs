@@ -19,7 +19,10 @@ pub fn busybox_rootfs(root: &Path) {
         fs::create_dir_all(root.join(d)).unwrap();
     }
     fs::copy(BUSYBOX, root.join("bin/busybox")).unwrap();
-    let out = Command::new(BUSYBOX).arg("--list").output().expect("busybox --list");
+    let out = Command::new(BUSYBOX)
+        .arg("--list")
+        .output()
+        .expect("busybox --list");
     for applet in String::from_utf8_lossy(&out.stdout).lines() {
         if applet != "busybox" {
             let _ = std::os::unix::fs::symlink("busybox", root.join("bin").join(applet));
@@ -31,8 +34,11 @@ pub fn busybox_rootfs(root: &Path) {
     )
     .unwrap();
     fs::write(root.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
-    fs::set_permissions(root.join("tmp"), std::os::unix::fs::PermissionsExt::from_mode(0o1777))
-        .unwrap();
+    fs::set_permissions(
+        root.join("tmp"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+    )
+    .unwrap();
 }
 
 /// A bundle directory: `config.json` (runc's default spec, as `runc spec` writes it) and a
@@ -45,7 +51,10 @@ pub struct Bundle {
 impl Bundle {
     /// A busybox bundle whose process runs `args`.
     pub fn busybox(args: &[&str]) -> Self {
-        let dir = tempfile::Builder::new().prefix("hull-bundle-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("hull-bundle-")
+            .tempdir()
+            .unwrap();
         busybox_rootfs(&dir.path().join("rootfs"));
         let mut config = default_spec();
         config["process"]["args"] = json!(args);

@@ -15,7 +15,10 @@ use std::path::PathBuf;
 
 /// Root of the cargo workspace.
 pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root")
 }
 
 /// Path of a hull binary under test: `$HULL_BIN_DIR/<name>` if set, else the workspace's
@@ -25,7 +28,11 @@ pub fn hull_bin(name: &str) -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target/debug"));
     let p = dir.join(name);
-    assert!(p.exists(), "{} not built: run `cargo build --workspace` first (or set HULL_BIN_DIR)", p.display());
+    assert!(
+        p.exists(),
+        "{} not built: run `cargo build --workspace` first (or set HULL_BIN_DIR)",
+        p.display()
+    );
     p
 }
 
@@ -44,5 +51,7 @@ pub fn which(program: &str) -> Option<PathBuf> {
     if let Some(home) = std::env::var_os("HOME") {
         dirs.push(PathBuf::from(home).join(".cargo/bin"));
     }
-    dirs.into_iter().map(|d| d.join(program)).find(|p| p.is_file())
+    dirs.into_iter()
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
 }

@@ -3,7 +3,7 @@
 //! container's process and exits with its status.
 
 use std::io::{BufRead, BufReader};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::process::Stdio;
 
@@ -18,7 +18,9 @@ pub fn create(ctx: &Ctx, a: liboci_cli::Create) -> Result<i32> {
     let mut cmd = super::monitor_command(ctx, &a.container_id, &a.bundle, a.pid_file.as_deref())?;
     let wr_fd = wr.as_raw_fd();
     cmd.arg("--ready-fd").arg(wr_fd.to_string());
-    cmd.stdin(Stdio::inherit()).stdout(Stdio::inherit()).stderr(Stdio::inherit());
+    cmd.stdin(Stdio::inherit())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit());
     // SAFETY: only async-signal-safe calls between fork and exec: fcntl and setsid.
     unsafe {
         cmd.pre_exec(move || {
@@ -34,7 +36,7 @@ pub fn create(ctx: &Ctx, a: liboci_cli::Create) -> Result<i32> {
         .spawn()
         .map_err(|e| anyhow!("cannot execute {}: {e}", super::monitor_binary().display()))?;
     drop(wr);
-    let rd = std::fs::File::from(OwnedFd::from(rd));
+    let rd = std::fs::File::from(rd);
     let mut line = String::new();
     let _ = BufReader::new(rd).read_line(&mut line);
     let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap_or(serde_json::Value::Null);
@@ -46,8 +48,14 @@ pub fn create(ctx: &Ctx, a: liboci_cli::Create) -> Result<i32> {
     if let Some(msg) = v["error"].as_str() {
         let _ = child.wait();
         let code = v["code"].as_i64().unwrap_or(1) as i32;
-        return Err(CodedError { code, message: msg.to_string() }.into());
+        return Err(CodedError {
+            code,
+            message: msg.to_string(),
+        }
+        .into());
     }
     let status = child.wait()?;
-    Err(anyhow!("the container monitor exited before the container was created ({status})"))
+    Err(anyhow!(
+        "the container monitor exited before the container was created ({status})"
+    ))
 }

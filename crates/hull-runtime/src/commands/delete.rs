@@ -26,10 +26,19 @@ pub fn delete(ctx: &Ctx, a: liboci_cli::Delete) -> Result<i32> {
                 return Err(anyhow!(
                     "cannot delete container {} that is not stopped: {}",
                     a.container_id,
-                    serde_json::to_value(st.status)?.as_str().unwrap_or("running")
+                    serde_json::to_value(st.status)?
+                        .as_str()
+                        .unwrap_or("running")
                 ));
             }
-            let _ = super::call(&sd, &CtlRequest::Kill { signal: libc::SIGKILL, all: true }, Duration::from_secs(5));
+            let _ = super::call(
+                &sd,
+                &CtlRequest::Kill {
+                    signal: libc::SIGKILL,
+                    all: true,
+                },
+                Duration::from_secs(5),
+            );
             let deadline = Instant::now() + STOP_WAIT;
             while super::pid_alive(st.monitor_pid) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(10));

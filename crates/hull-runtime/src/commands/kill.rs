@@ -24,6 +24,10 @@ pub fn kill(ctx: &Ctx, a: KillArgs) -> Result<i32> {
     if st.status == Status::Stopped {
         return Err(anyhow!("container not running"));
     }
-    super::call(&sd, &CtlRequest::Kill { signal, all: a.all }, Duration::from_secs(30))?;
+    super::call(
+        &sd,
+        &CtlRequest::Kill { signal, all: a.all },
+        Duration::from_secs(30),
+    )?;
     Ok(0)
 }

@@ -17,7 +17,10 @@ pub fn list(ctx: &Ctx, a: liboci_cli::List) -> Result<i32> {
         if st.paused && st.status == hull_state::Status::Running {
             "paused".to_string()
         } else {
-            serde_json::to_value(st.status).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+            serde_json::to_value(st.status)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default()
         }
     };
     let mut out = std::io::stdout().lock();
@@ -37,7 +40,11 @@ pub fn list(ctx: &Ctx, a: liboci_cli::List) -> Result<i32> {
             writeln!(out, "{}", st.id)?;
         }
     } else {
-        writeln!(out, "{:<20} {:<8} {:<10} {:<40} {:<32} OWNER", "ID", "PID", "STATUS", "BUNDLE", "CREATED")?;
+        writeln!(
+            out,
+            "{:<20} {:<8} {:<10} {:<40} {:<32} OWNER",
+            "ID", "PID", "STATUS", "BUNDLE", "CREATED"
+        )?;
         for st in &rows {
             writeln!(
                 out,
@@ -47,7 +54,11 @@ pub fn list(ctx: &Ctx, a: liboci_cli::List) -> Result<i32> {
                 status(st),
                 st.bundle.display(),
                 st.created,
-                if st.owner.is_empty() { "root" } else { &st.owner }
+                if st.owner.is_empty() {
+                    "root"
+                } else {
+                    &st.owner
+                }
             )?;
         }
     }

@@ -47,14 +47,29 @@ pub fn monitor_binary() -> PathBuf {
 }
 
 /// `hull-monitor container …` with the options common to run and create.
-pub fn monitor_command(ctx: &Ctx, id: &str, bundle: &std::path::Path, pid_file: Option<&std::path::Path>) -> Result<Command> {
-    let bundle = std::fs::canonicalize(bundle)
-        .with_context(|| format!("bundle {}", bundle.display()))?;
+pub fn monitor_command(
+    ctx: &Ctx,
+    id: &str,
+    bundle: &std::path::Path,
+    pid_file: Option<&std::path::Path>,
+) -> Result<Command> {
+    let bundle =
+        std::fs::canonicalize(bundle).with_context(|| format!("bundle {}", bundle.display()))?;
     let mut cmd = Command::new(monitor_binary());
     cmd.arg0("hull-monitor");
-    cmd.arg("container").arg("--root").arg(&ctx.root).arg("--id").arg(id).arg("--bundle").arg(bundle);
+    cmd.arg("container")
+        .arg("--root")
+        .arg(&ctx.root)
+        .arg("--id")
+        .arg(id)
+        .arg("--bundle")
+        .arg(bundle);
     if let Some(p) = pid_file {
-        let p = if p.is_absolute() { p.to_path_buf() } else { std::env::current_dir()?.join(p) };
+        let p = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            std::env::current_dir()?.join(p)
+        };
         cmd.arg("--pid-file").arg(p);
     }
     if let Some(a) = &ctx.accel {
@@ -78,7 +93,12 @@ pub fn pid_alive(pid: i32) -> bool {
         return false;
     }
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Ok(s) => !s
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
         Err(_) => false,
     }
 }
@@ -96,8 +116,12 @@ pub fn load(ctx: &Ctx, id: &str) -> Result<(StateDir, ContainerState)> {
 
 /// Sends a control request to a container's monitor.
 pub fn call(sd: &StateDir, req: &CtlRequest, timeout: Duration) -> Result<CtlReply> {
-    let reply = control::call(&sd.ctl_sock(), req, timeout)
-        .map_err(|e| anyhow!("container {:?} is not reachable ({e}): container not running", sd.id))?;
+    let reply = control::call(&sd.ctl_sock(), req, timeout).map_err(|e| {
+        anyhow!(
+            "container {:?} is not reachable ({e}): container not running",
+            sd.id
+        )
+    })?;
     match reply {
         CtlReply::Error { message } => Err(anyhow!(message)),
         other => Ok(other),

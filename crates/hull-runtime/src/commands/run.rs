@@ -10,9 +10,14 @@ use crate::Ctx;
 pub fn run(ctx: &Ctx, a: liboci_cli::Run) -> Result<i32> {
     hull_state::validate_id(&a.container_id)?;
     if a.detach {
-        return Err(anyhow!("run --detach is not supported yet: use create and start"));
+        return Err(anyhow!(
+            "run --detach is not supported yet: use create and start"
+        ));
     }
     let mut cmd = super::monitor_command(ctx, &a.container_id, &a.bundle, a.pid_file.as_deref())?;
     let err = cmd.exec();
-    Err(anyhow!("cannot execute {}: {err}", super::monitor_binary().display()))
+    Err(anyhow!(
+        "cannot execute {}: {err}",
+        super::monitor_binary().display()
+    ))
 }

@@ -18,9 +18,18 @@ pub fn start(ctx: &Ctx, a: liboci_cli::Start) -> Result<i32> {
         match super::load(ctx, &a.container_id) {
             Ok((_, st)) => break st,
             // The directory exists but state.json does not yet: create is still booting.
-            Err(e) if sd.exists() && matches!(e.downcast_ref::<StateError>(), Some(StateError::NotFound(_))) => {
+            Err(e)
+                if sd.exists()
+                    && matches!(
+                        e.downcast_ref::<StateError>(),
+                        Some(StateError::NotFound(_))
+                    ) =>
+            {
                 if Instant::now() >= deadline {
-                    return Err(anyhow!("container {:?} is still being created after {CREATE_WAIT:?}", a.container_id));
+                    return Err(anyhow!(
+                        "container {:?} is still being created after {CREATE_WAIT:?}",
+                        a.container_id
+                    ));
                 }
                 std::thread::sleep(Duration::from_millis(10));
             }

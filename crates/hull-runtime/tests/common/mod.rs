@@ -20,7 +20,10 @@ pub struct Root {
 impl Root {
     pub fn new() -> Self {
         // Short path: unix socket paths inside it must stay under 108 bytes.
-        let dir = tempfile::Builder::new().prefix("hr").tempdir_in("/tmp").unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("hr")
+            .tempdir_in("/tmp")
+            .unwrap();
         Self { dir }
     }
 
@@ -34,8 +37,15 @@ impl Root {
         c.arg("--root").arg(self.path());
         // HULL_TEST_LOG_DIR=DIR keeps a debug log per test run there.
         if let Some(d) = std::env::var_os("HULL_TEST_LOG_DIR") {
-            let name = self.path().file_name().unwrap().to_string_lossy().into_owned();
-            c.arg("--debug").arg("--log").arg(Path::new(&d).join(format!("{name}.log")));
+            let name = self
+                .path()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            c.arg("--debug")
+                .arg("--log")
+                .arg(Path::new(&d).join(format!("{name}.log")));
         }
         c.args(args);
         c
@@ -53,7 +63,12 @@ impl Root {
 
     /// Asserts that nothing of container `id` is left: no state, no process.
     pub fn assert_clean(&self, id: &str) {
-        assert_eq!(self.leftovers(), Vec::<String>::new(), "state left behind in {}", self.path().display());
+        assert_eq!(
+            self.leftovers(),
+            Vec::<String>::new(),
+            "state left behind in {}",
+            self.path().display()
+        );
         let procs = wait_for_no_processes(self.path(), Duration::from_secs(10));
         assert!(procs.is_empty(), "processes of {id} left behind: {procs:?}");
     }
@@ -79,7 +94,11 @@ pub fn processes_mentioning(needle: &Path) -> Vec<u32> {
         .filter(|&pid| pid != me)
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).replace('\0', " ").contains(&needle))
+                .map(|c| {
+                    String::from_utf8_lossy(&c)
+                        .replace('\0', " ")
+                        .contains(&needle)
+                })
                 .unwrap_or(false)
         })
         .filter(|pid| hull_testkit::wait::pid_alive(*pid as i32))
@@ -116,7 +135,13 @@ impl Out {
 
 impl std::fmt::Display for Out {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "exit {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}", self.code, self.stdout_str(), self.stderr_str())
+        write!(
+            f,
+            "exit {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.code,
+            self.stdout_str(),
+            self.stderr_str()
+        )
     }
 }
 
@@ -162,7 +187,11 @@ pub fn finish(mut child: Child, input: Option<&[u8]>, timeout: Duration) -> Out 
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    Out { code: status.code(), stdout: t1.join().unwrap(), stderr: t2.join().unwrap() }
+    Out {
+        code: status.code(),
+        stdout: t1.join().unwrap(),
+        stderr: t2.join().unwrap(),
+    }
 }
 
 /// Runs `hull-runtime run` on `bundle` as container `id`.
@@ -174,11 +203,15 @@ pub fn run(root: &Root, bundle: &Bundle, id: &str, input: Option<&[u8]>) -> Out 
 
 /// Waits until the container's state says `status`.
 pub fn wait_status(root: &Root, id: &str, status: &str) {
-    wait_for(&format!("container {id} to be {status}"), VM_TIMEOUT, || {
-        let out = root.cmd(&["state", id]).output().ok()?;
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-        (v["status"] == status).then_some(())
-    });
+    wait_for(
+        &format!("container {id} to be {status}"),
+        VM_TIMEOUT,
+        || {
+            let out = root.cmd(&["state", id]).output().ok()?;
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+            (v["status"] == status).then_some(())
+        },
+    );
 }
 
 pub fn tmp_path(name: &str) -> PathBuf {

@@ -1,0 +1,435 @@
+//! Serving the host: requests, stdin streams, and what happens when processes exit.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use hull_protocol::{
+    AgentError, AgentEvent, ContainerConfig, ExecId, Frame, FrameReader, HostMessage, HostRequest,
+    Reply, StartProcess, StreamId, PROTOCOL_VERSION,
+};
+
+use crate::channel::Channel;
+use crate::container::{self, Container};
+use crate::error::{Context, Error, Result};
+use crate::process::{self, Spawned, Target};
+use crate::stdio::{self, Relay, StdinMsg};
+use crate::{procfs, reaper, sys};
+
+/// How long the output of an exited process may still flow before its streams are closed (an
+/// orphan may hold the pipes open).
+const OUTPUT_GRACE: Duration = Duration::from_secs(2);
+
+/// One process the host started.
+struct Proc {
+    pid: i32,
+    running: bool,
+    stdin: Option<Sender<StdinMsg>>,
+    pty: Option<Arc<File>>,
+    relays: Vec<Relay>,
+}
+
+#[derive(Default)]
+struct State {
+    share_mounted: bool,
+    container: Option<Arc<Container>>,
+    procs: HashMap<ExecId, Proc>,
+    by_pid: HashMap<i32, ExecId>,
+    /// Processes being started: while > 0, exits of unknown PIDs are kept in `early_exits`
+    /// (a process may exit before it is registered).
+    spawning: usize,
+    early_exits: HashMap<i32, (i32, u64)>,
+}
+
+impl State {
+    fn init_running(&self) -> bool {
+        self.procs.get(&0).is_some_and(|p| p.running)
+    }
+
+    /// Marks the process `pid` exited; returns its exec id and relays if it is one of ours.
+    fn take_exited(&mut self, pid: i32) -> Option<(ExecId, Vec<Relay>)> {
+        let exec_id = self.by_pid.remove(&pid)?;
+        let p = self.procs.get_mut(&exec_id)?;
+        p.running = false;
+        p.stdin = None;
+        p.pty = None;
+        Some((exec_id, std::mem::take(&mut p.relays)))
+    }
+}
+
+pub struct Agent {
+    chan: Arc<Channel>,
+    start_ns: u64,
+    ready_ns: u64,
+    state: Mutex<State>,
+}
+
+/// Runs `f` on a new thread, or right here if no thread can be started.
+fn spawn_or_run(name: String, f: impl FnOnce() + Send + 'static) {
+    fn take_run<F: FnOnce()>(slot: &Mutex<Option<F>>) {
+        let f = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(f) = f {
+            f()
+        }
+    }
+    let slot = Arc::new(Mutex::new(Some(f)));
+    let s2 = slot.clone();
+    let b = std::thread::Builder::new()
+        .name(name)
+        .stack_size(stdio::THREAD_STACK);
+    if b.spawn(move || take_run(&s2)).is_err() {
+        take_run(&slot);
+    }
+}
+
+impl Agent {
+    pub fn new(chan: Arc<Channel>, start_ns: u64, ready_ns: u64) -> Self {
+        Self {
+            chan,
+            start_ns,
+            ready_ns,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reads frames from the host and handles them, until the channel breaks.
+    pub fn serve(self: &Arc<Self>, mut reader: FrameReader<File>) -> Result<Infallible> {
+        loop {
+            match reader.read_frame()? {
+                Some(Frame::Control(json)) => self.control(&json),
+                Some(Frame::Data { stream, bytes }) => self.stdin(StreamId(stream), Some(bytes)),
+                Some(Frame::Eof { stream }) => self.stdin(StreamId(stream), None),
+                // The host is not connected (virtio-serial reads return 0): wait for it.
+                None => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+
+    fn control(self: &Arc<Self>, json: &[u8]) {
+        let msg: HostMessage = match serde_json::from_slice(json) {
+            Ok(m) => m,
+            Err(e) => {
+                let id = serde_json::from_slice::<serde_json::Value>(json)
+                    .ok()
+                    .and_then(|v| v.get("id")?.as_u64());
+                match id {
+                    Some(id) => self
+                        .chan
+                        .reply(id, Err(AgentError::new(format!("malformed request: {e}")))),
+                    None => info!("malformed control message: {e}"),
+                }
+                return;
+            }
+        };
+        let id = msg.id;
+        match msg.request {
+            HostRequest::StartProcess(sp) => self.start_process(id, *sp),
+            HostRequest::Shutdown => {
+                self.chan.reply(id, Ok(Reply::Ok));
+                debug!("shutdown requested");
+                sys::power_off();
+            }
+            req => {
+                let r = self.handle(req).map_err(|e| {
+                    debug!("request {id} failed: {e}");
+                    AgentError::from(e)
+                });
+                self.chan.reply(id, r);
+            }
+        }
+    }
+
+    fn handle(&self, req: HostRequest) -> Result<Reply> {
+        match req {
+            HostRequest::Hello { version } => {
+                if version != PROTOCOL_VERSION {
+                    return Err(Error::msg(format!(
+                        "protocol version mismatch: host speaks {version}, agent speaks {PROTOCOL_VERSION}"
+                    )));
+                }
+                Ok(Reply::Hello {
+                    version: PROTOCOL_VERSION,
+                    agent_start_ns: self.start_ns,
+                    agent_ready_ns: self.ready_ns,
+                })
+            }
+            HostRequest::CreateContainer(cfg) => self.create(*cfg),
+            HostRequest::Signal {
+                exec_id,
+                signal,
+                all,
+            } => self.signal(exec_id, signal, all),
+            HostRequest::ResizeTty {
+                exec_id,
+                rows,
+                cols,
+            } => self.resize(exec_id, rows, cols),
+            HostRequest::Stats => Ok(Reply::Stats(procfs::stats())),
+            HostRequest::ListProcesses => Ok(Reply::Processes {
+                pids: procfs::container_pids(),
+            }),
+            // Answered by `control` itself.
+            HostRequest::StartProcess(_) | HostRequest::Shutdown => {
+                Err(Error::msg("internal error: request not dispatched"))
+            }
+        }
+    }
+
+    fn create(&self, cfg: ContainerConfig) -> Result<Reply> {
+        let mounted = {
+            let st = self.state();
+            if st.container.is_some() {
+                return Err(Error::msg("container already created"));
+            }
+            st.share_mounted
+        };
+        if !mounted {
+            container::mount_share()?;
+            self.state().share_mounted = true;
+        }
+        let c = Container::plan(cfg)?;
+        debug!("container {} created (root {})", c.id, c.root.display());
+        self.state().container = Some(Arc::new(c));
+        Ok(Reply::Ok)
+    }
+
+    fn start_process(self: &Arc<Self>, id: u64, sp: StartProcess) {
+        let exec_id = sp.exec_id;
+        let prepared = (|| {
+            let mut st = self.state();
+            let c = st
+                .container
+                .clone()
+                .ok_or_else(|| Error::msg("no container (CreateContainer first)"))?;
+            if st.procs.contains_key(&exec_id) {
+                return Err(Error::msg(if exec_id == 0 {
+                    "container already started".to_string()
+                } else {
+                    format!("exec id {exec_id} already in use")
+                }));
+            }
+            let (target, process) = match (exec_id, sp.process) {
+                (0, p) => {
+                    let p = p.or_else(|| c.spec.process().clone());
+                    (
+                        Target::Init,
+                        p.ok_or_else(|| Error::msg("config has no process"))?,
+                    )
+                }
+                (_, Some(p)) => {
+                    let init = st.procs.get(&0).filter(|p| p.running);
+                    let init_pid = init.ok_or_else(|| Error::msg("container not running"))?.pid;
+                    (Target::Exec { init_pid }, p)
+                }
+                (_, None) => return Err(Error::msg(format!("exec {exec_id}: no process given"))),
+            };
+            st.spawning += 1;
+            Ok((c, target, process))
+        })();
+        let (c, target, process) = match prepared {
+            Ok(x) => x,
+            Err(e) => return self.chan.reply(id, Err(e.into())),
+        };
+        match process::spawn(&c, target, &process, sp.stdin) {
+            Ok(spawned) => {
+                debug!("exec {exec_id} started: pid {}", spawned.pid);
+                let reply = Reply::Started {
+                    pid: spawned.pid,
+                    started_ns: spawned.started_ns,
+                };
+                self.chan.reply(id, Ok(reply));
+                self.activate(exec_id, spawned, sp.stdin);
+            }
+            Err(e) => {
+                debug!("exec {exec_id} failed: {e}");
+                self.done_spawning(&mut self.state());
+                self.chan.reply(id, Err(e.into()));
+            }
+        }
+    }
+
+    fn done_spawning(&self, st: &mut State) {
+        st.spawning -= 1;
+        if st.spawning == 0 {
+            st.early_exits.clear();
+        }
+    }
+
+    /// Starts the relays and stdin writer of a started process and tracks it (after the
+    /// Started reply, so that its output and exit come after it).
+    fn activate(self: &Arc<Self>, exec_id: ExecId, s: Spawned, want_stdin: bool) {
+        let Spawned { pid, stdio: io, .. } = s;
+        let mut relays = Vec::new();
+        let mut start =
+            |stream: StreamId, f: File| match stdio::start_relay(self.chan.clone(), stream, f) {
+                Ok(r) => relays.push(r),
+                Err(e) => {
+                    info!("{e}");
+                    relays.push(stdio::empty_stream(&self.chan, stream));
+                }
+            };
+        start(StreamId::stdout(exec_id), io.stdout);
+        match io.stderr {
+            Some(f) => start(StreamId::stderr(exec_id), f),
+            None => relays.push(stdio::empty_stream(&self.chan, StreamId::stderr(exec_id))),
+        }
+        let stdin_dst = match (io.stdin, &io.pty) {
+            (Some(pipe), _) => Some(Arc::new(pipe)),
+            (None, Some(master)) if want_stdin => Some(master.clone()),
+            _ => None,
+        };
+        let stdin = stdin_dst.and_then(|dst| match stdio::start_stdin_writer(dst, exec_id) {
+            Ok(tx) => Some(tx),
+            Err(e) => {
+                info!("{e}");
+                None
+            }
+        });
+        let mut st = self.state();
+        st.procs.insert(
+            exec_id,
+            Proc {
+                pid,
+                running: true,
+                stdin,
+                pty: io.pty,
+                relays,
+            },
+        );
+        st.by_pid.insert(pid, exec_id);
+        let early = st.early_exits.remove(&pid);
+        self.done_spawning(&mut st);
+        if let Some((status, ns)) = early {
+            if let Some((exec_id, relays)) = st.take_exited(pid) {
+                drop(st);
+                self.finish(exec_id, relays, status, ns);
+            }
+        }
+    }
+
+    /// Called by the reaper for every child it reaps.
+    pub fn on_child_exit(self: &Arc<Self>, pid: i32, status: i32, exited_ns: u64) {
+        let mut st = self.state();
+        if let Some((exec_id, relays)) = st.take_exited(pid) {
+            drop(st);
+            self.finish(exec_id, relays, status, exited_ns);
+        } else if st.spawning > 0 {
+            st.early_exits.insert(pid, (status, exited_ns));
+        } else {
+            debug!("reaped pid {pid}");
+        }
+    }
+
+    /// Sends a process's Exited event once its output is flushed (at most OUTPUT_GRACE later);
+    /// when it is the container's init, ends the VM.
+    fn finish(self: &Arc<Self>, exec_id: ExecId, relays: Vec<Relay>, raw: i32, exited_ns: u64) {
+        let chan = self.chan.clone();
+        spawn_or_run(format!("exit-{exec_id}"), move || {
+            let status = reaper::exit_status(raw);
+            if exec_id == 0 {
+                kill_all(libc::SIGKILL);
+            }
+            let deadline = Instant::now() + OUTPUT_GRACE;
+            for r in &relays {
+                if let Some(done) = &r.done {
+                    let _ = done.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+                }
+            }
+            for r in &relays {
+                chan.eof(r.stream, &r.closed);
+            }
+            if exec_id == 0 {
+                nix::unistd::sync();
+            }
+            chan.event(AgentEvent::Exited {
+                exec_id,
+                status,
+                exited_ns,
+            });
+            if exec_id == 0 {
+                debug!("container init exited ({status:?}); powering off");
+                sys::power_off();
+            }
+        });
+    }
+
+    fn signal(&self, exec_id: ExecId, signal: i32, all: bool) -> Result<Reply> {
+        let st = self.state();
+        if all {
+            if !st.init_running() {
+                return Err(Error::msg("container not running"));
+            }
+            drop(st);
+            for pid in procfs::container_pids() {
+                match sys::kill(pid, signal) {
+                    Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+                    Err(e) => {
+                        return Err(e).ctx(|| format!("sending signal {signal} to pid {pid}"))
+                    }
+                }
+            }
+            return Ok(Reply::Ok);
+        }
+        match st.procs.get(&exec_id) {
+            Some(p) if p.running => {
+                sys::kill(p.pid, signal)
+                    .ctx(|| format!("sending signal {signal} to exec {exec_id} (pid {})", p.pid))?;
+                Ok(Reply::Ok)
+            }
+            _ if exec_id == 0 => Err(Error::msg("container not running")),
+            _ => Err(Error::msg(format!("no such process (exec {exec_id})"))),
+        }
+    }
+
+    fn resize(&self, exec_id: ExecId, rows: u16, cols: u16) -> Result<Reply> {
+        let st = self.state();
+        let p = st.procs.get(&exec_id).filter(|p| p.running);
+        let p = p.ok_or_else(|| Error::msg(format!("no such process (exec {exec_id})")))?;
+        let pty = p
+            .pty
+            .as_ref()
+            .ok_or_else(|| Error::msg(format!("exec {exec_id} has no terminal")))?;
+        sys::set_winsize(pty.as_fd(), rows, cols)
+            .ctx(|| format!("resizing the terminal of exec {exec_id}"))?;
+        Ok(Reply::Ok)
+    }
+
+    fn stdin(&self, stream: StreamId, data: Option<Vec<u8>>) {
+        if stream.fd() != 0 {
+            debug!("ignoring host data on output stream {}", stream.0);
+            return;
+        }
+        let mut st = self.state();
+        let Some(p) = st.procs.get_mut(&stream.exec_id()) else {
+            debug!("stdin for unknown exec {}", stream.exec_id());
+            return;
+        };
+        match data {
+            Some(bytes) => {
+                if let Some(tx) = &p.stdin {
+                    let _ = tx.send(StdinMsg::Data(bytes));
+                }
+            }
+            None => {
+                if let Some(tx) = p.stdin.take() {
+                    let _ = tx.send(StdinMsg::Close);
+                }
+            }
+        }
+    }
+}
+
+/// Sends `signal` to every process of the container.
+fn kill_all(signal: i32) {
+    for pid in procfs::container_pids() {
+        let _ = sys::kill(pid, signal);
+    }
+}

@@ -1,0 +1,509 @@
+//! The container: its plan (checked when the host creates it) and the root file system setup
+//! that the init process runs in its new mount namespace, between fork and exec.
+
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+use hull_protocol::{ContainerConfig, SHARE_TAG};
+use nix::errno::Errno;
+use nix::mount::{mount, MsFlags};
+use nix::sched::CloneFlags;
+use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, LinuxNamespaceType, Spec};
+
+use crate::error::{Context, Error, Result};
+use crate::mounts::{classify, parse_options, secure_join, MountKind, MountOptions};
+
+/// Where the host's share is mounted in the guest.
+pub const SHARE_DIR: &str = "/run/hull/share";
+
+/// Mounts the host's share (virtio-fs, or 9p when that fails) at [`SHARE_DIR`].
+pub fn mount_share() -> Result<()> {
+    fs::create_dir_all(SHARE_DIR).ctx(|| format!("creating {SHARE_DIR}"))?;
+    let vfs = mount(
+        Some(SHARE_TAG),
+        SHARE_DIR,
+        Some("virtiofs"),
+        MsFlags::empty(),
+        None::<&str>,
+    );
+    let Err(e1) = vfs else { return Ok(()) };
+    debug!("virtio-fs mount failed ({}), trying 9p", e1.desc());
+    let p9 = mount(
+        Some(SHARE_TAG),
+        SHARE_DIR,
+        Some("9p"),
+        MsFlags::empty(),
+        Some("trans=virtio,version=9p2000.L,msize=262144"),
+    );
+    p9.map_err(|e2| {
+        Error::msg(format!(
+            "mounting the share {SHARE_TAG:?} at {SHARE_DIR}: virtiofs: {}; 9p: {}",
+            e1.desc(),
+            e2.desc()
+        ))
+    })
+}
+
+/// Namespaces of the container.
+#[derive(Debug, Clone)]
+pub struct Namespaces {
+    /// What the init process unshares (always includes a mount namespace).
+    pub unshare: CloneFlags,
+    /// What exec'd processes join, in order: flag and name under /proc/PID/ns.
+    pub join: Vec<(CloneFlags, &'static str)>,
+}
+
+impl Namespaces {
+    pub fn pid(&self) -> bool {
+        self.unshare.contains(CloneFlags::CLONE_NEWPID)
+    }
+}
+
+/// One mount of the spec, checked and parsed.
+#[derive(Debug, Clone)]
+struct PlannedMount {
+    index: usize,
+    dest: PathBuf,
+    kind: MountKind,
+    opts: MountOptions,
+    /// The guest path a bind mount takes its files from.
+    bind_source: PathBuf,
+}
+
+impl PlannedMount {
+    fn what(&self) -> String {
+        format!("mount {} ({})", self.index, self.dest.display())
+    }
+}
+
+/// A container as the host created it.
+#[derive(Debug)]
+pub struct Container {
+    pub id: String,
+    pub spec: Spec,
+    /// The container's root directory in the guest.
+    pub root: PathBuf,
+    pub ns: Namespaces,
+    mounts: Vec<PlannedMount>,
+    /// Whether /dev is a tmpfs of the spec, to be populated like runc does.
+    default_devices: bool,
+}
+
+impl Container {
+    /// Checks the configuration and prepares everything that can be prepared before a process
+    /// is started. The share must be mounted.
+    pub fn plan(cfg: ContainerConfig) -> Result<Self> {
+        let root = Path::new(SHARE_DIR).join(cfg.rootfs.trim_start_matches('/'));
+        let m = fs::metadata(&root).ctx(|| format!("container rootfs {}", root.display()))?;
+        if !m.is_dir() {
+            return Err(Error::msg(format!(
+                "container rootfs {} is not a directory",
+                root.display()
+            )));
+        }
+        let spec = cfg.spec;
+        let ns = plan_namespaces(&spec)?;
+        let mut mounts = Vec::new();
+        for (index, m) in spec.mounts().iter().flatten().enumerate() {
+            let dest = m.destination().clone();
+            let what = || format!("mount {index} ({})", dest.display());
+            let opts = parse_options(m.options().as_deref().unwrap_or_default());
+            let source = m.source().as_ref().and_then(|s| s.to_str());
+            let kind = classify(m.typ().as_deref(), source, &opts)
+                .ok_or_else(|| Error::msg(format!("{}: no type and not a bind mount", what())))?;
+            let mut bind_source = PathBuf::new();
+            if kind == MountKind::Bind {
+                let share = cfg
+                    .binds
+                    .iter()
+                    .find(|b| b.mount_index == index)
+                    .ok_or_else(|| {
+                        Error::msg(format!(
+                            "{}: bind mount without a share path from the host",
+                            what()
+                        ))
+                    })?;
+                bind_source = Path::new(SHARE_DIR).join(share.share_path.trim_start_matches('/'));
+                fs::metadata(&bind_source)
+                    .ctx(|| format!("{}: bind source {}", what(), bind_source.display()))?;
+            }
+            mounts.push(PlannedMount {
+                index,
+                dest,
+                kind,
+                opts,
+                bind_source,
+            });
+        }
+        let default_devices = mounts.iter().any(|m| {
+            m.dest.components().eq(Path::new("/dev").components())
+                && matches!(&m.kind, MountKind::Fs { fstype, .. } if fstype == "tmpfs")
+        });
+        if spec.process().is_none() {
+            return Err(Error::msg("config has no process"));
+        }
+        if spec.linux().as_ref().is_some_and(|l| l.seccomp().is_some()) {
+            info!("seccomp is not supported yet; ignored");
+        }
+        Ok(Self {
+            id: cfg.id,
+            spec,
+            root,
+            ns,
+            mounts,
+            default_devices,
+        })
+    }
+}
+
+fn plan_namespaces(spec: &Spec) -> Result<Namespaces> {
+    let mut unshare = CloneFlags::CLONE_NEWNS;
+    let mut join = Vec::new();
+    let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref());
+    for n in namespaces.into_iter().flatten() {
+        let (flag, name) = match n.typ() {
+            LinuxNamespaceType::Pid => (CloneFlags::CLONE_NEWPID, "pid"),
+            LinuxNamespaceType::Mount => (CloneFlags::CLONE_NEWNS, "mnt"),
+            LinuxNamespaceType::Uts => (CloneFlags::CLONE_NEWUTS, "uts"),
+            LinuxNamespaceType::Ipc => (CloneFlags::CLONE_NEWIPC, "ipc"),
+            LinuxNamespaceType::Network => (CloneFlags::CLONE_NEWNET, "net"),
+            LinuxNamespaceType::Cgroup => (CloneFlags::CLONE_NEWCGROUP, "cgroup"),
+            other => {
+                info!("{other} namespace is not supported in the VM; ignored");
+                continue;
+            }
+        };
+        if let Some(path) = n.path() {
+            if flag == CloneFlags::CLONE_NEWNET {
+                // The VM has its own network: joining the host's namespace means nothing here.
+                debug!("network namespace path {} ignored", path.display());
+                continue;
+            }
+            return Err(Error::msg(format!(
+                "joining an existing {name} namespace ({}) is not supported",
+                path.display()
+            )));
+        }
+        unshare |= flag;
+    }
+    // Join order for exec: the mount namespace last (it changes root and cwd).
+    for (flag, name) in [
+        (CloneFlags::CLONE_NEWCGROUP, "cgroup"),
+        (CloneFlags::CLONE_NEWIPC, "ipc"),
+        (CloneFlags::CLONE_NEWUTS, "uts"),
+        (CloneFlags::CLONE_NEWNET, "net"),
+        (CloneFlags::CLONE_NEWPID, "pid"),
+        (CloneFlags::CLONE_NEWNS, "mnt"),
+    ] {
+        if unshare.contains(flag) {
+            join.push((flag, name));
+        }
+    }
+    Ok(Namespaces { unshare, join })
+}
+
+fn mnt(
+    src: Option<&Path>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> nix::Result<()> {
+    mount(src, target, fstype, flags, data)
+}
+
+/// Builds the container's root in the current (new, private) mount namespace and makes it
+/// this process's root. `console` is the pty slave to bind on /dev/console. Runs in the forked
+/// child: it must not touch the agent's locks.
+pub fn setup_rootfs(c: &Container, console: Option<&Path>) -> Result<()> {
+    let root = c.root.as_path();
+    let rslave = MsFlags::MS_SLAVE | MsFlags::MS_REC;
+    mnt(None, Path::new("/"), None, rslave, None).ctx(|| "making / rslave".into())?;
+    mnt(
+        Some(root),
+        root,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+    )
+    .ctx(|| format!("bind mounting the rootfs {} onto itself", root.display()))?;
+    let old_umask = nix::sys::stat::umask(Mode::empty());
+    for m in &c.mounts {
+        apply_mount(root, m)?;
+    }
+    if c.default_devices {
+        create_devices(root, console)?;
+        let devices = c.spec.linux().as_ref().and_then(|l| l.devices().as_ref());
+        for d in devices.into_iter().flatten() {
+            create_spec_device(root, d)?;
+        }
+    }
+    nix::sys::stat::umask(old_umask);
+    enter_root(root)?;
+
+    let linux = c.spec.linux().as_ref();
+    for (key, value) in linux
+        .and_then(|l| l.sysctl().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        fs::write(&path, value.as_bytes()).ctx(|| format!("sysctl {key}={value}"))?;
+    }
+    for p in linux
+        .and_then(|l| l.readonly_paths().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        readonly_path(Path::new(p))?;
+    }
+    for p in linux
+        .and_then(|l| l.masked_paths().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        mask_path(Path::new(p))?;
+    }
+    if c.spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
+        let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+        mnt(None, Path::new("/"), None, flags, None).ctx(|| "remounting / read-only".into())?;
+    }
+    if let Some(h) = c.spec.hostname() {
+        nix::unistd::sethostname(h).ctx(|| format!("setting the hostname to {h:?}"))?;
+    }
+    if let Some(d) = c.spec.domainname() {
+        crate::sys::setdomainname(d).ctx(|| format!("setting the domain name to {d:?}"))?;
+    }
+    Ok(())
+}
+
+fn apply_mount(root: &Path, m: &PlannedMount) -> Result<()> {
+    let dest = secure_join(root, &m.dest).ctx(|| format!("{}: resolving", m.what()))?;
+    let o = &m.opts;
+    match &m.kind {
+        MountKind::Bind => {
+            let src = m.bind_source.as_path();
+            let meta =
+                fs::metadata(src).ctx(|| format!("{}: bind source {}", m.what(), src.display()))?;
+            create_mountpoint(&dest, meta.is_dir()).ctx(|| m.what())?;
+            let flags = o.flags & (MsFlags::MS_BIND | MsFlags::MS_REC);
+            mnt(Some(src), &dest, None, flags, None).ctx(|| {
+                format!(
+                    "{}: bind mounting {} on {}",
+                    m.what(),
+                    src.display(),
+                    dest.display()
+                )
+            })?;
+            if o.bind_needs_remount() {
+                mnt(None, &dest, None, o.bind_remount_flags(), None)
+                    .ctx(|| format!("{}: remounting {}", m.what(), dest.display()))?;
+            }
+        }
+        MountKind::Fs { fstype, source } => {
+            create_mountpoint(&dest, true).ctx(|| m.what())?;
+            let data = (!o.data.is_empty()).then_some(o.data.as_str());
+            mnt(Some(Path::new(source)), &dest, Some(fstype), o.flags, data).ctx(|| {
+                format!(
+                    "{}: mounting {fstype} on {} (options {:?})",
+                    m.what(),
+                    dest.display(),
+                    o.data
+                )
+            })?;
+        }
+    }
+    for p in &o.propagation {
+        mnt(None, &dest, None, *p, None)
+            .ctx(|| format!("{}: changing propagation of {}", m.what(), dest.display()))?;
+    }
+    Ok(())
+}
+
+/// Creates a mount point: a directory, or an empty file (for a bind mount of a file).
+fn create_mountpoint(dest: &Path, dir: bool) -> Result<()> {
+    if dir {
+        return fs::create_dir_all(dest).ctx(|| format!("creating {}", dest.display()));
+    }
+    if let Some(parent) = dest.parent() {
+        fs::create_dir_all(parent).ctx(|| format!("creating {}", parent.display()))?;
+    }
+    match fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(dest)
+    {
+        Err(e) if e.kind() != ErrorKind::AlreadyExists => {
+            Err(e).ctx(|| format!("creating {}", dest.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// runc's default devices, symlinks and console in a tmpfs /dev.
+fn create_devices(root: &Path, console: Option<&Path>) -> Result<()> {
+    let dev = root.join("dev");
+    for (name, major, minor) in [
+        ("null", 1, 3),
+        ("zero", 1, 5),
+        ("full", 1, 7),
+        ("random", 1, 8),
+        ("urandom", 1, 9),
+        ("tty", 5, 0),
+    ] {
+        let path = dev.join(name);
+        match mknod(
+            &path,
+            SFlag::S_IFCHR,
+            Mode::from_bits_truncate(0o666),
+            makedev(major, minor),
+        ) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(e) => return Err(e).ctx(|| format!("creating device /dev/{name}")),
+        }
+    }
+    for (name, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("ptmx", "pts/ptmx"),
+    ] {
+        let path = dev.join(name);
+        if name == "ptmx" {
+            let _ = fs::remove_file(&path);
+        }
+        match std::os::unix::fs::symlink(target, &path) {
+            Err(e) if e.kind() != ErrorKind::AlreadyExists => {
+                return Err(e).ctx(|| format!("creating symlink /dev/{name}"));
+            }
+            _ => {}
+        }
+    }
+    if let Some(slave) = console {
+        let path = dev.join("console");
+        create_mountpoint(&path, false)?;
+        mnt(Some(slave), &path, None, MsFlags::MS_BIND, None)
+            .ctx(|| format!("bind mounting {} on /dev/console", slave.display()))?;
+    }
+    Ok(())
+}
+
+/// A device of `linux.devices` (only into a tmpfs /dev: never as a node on the host's share).
+fn create_spec_device(root: &Path, d: &LinuxDevice) -> Result<()> {
+    let what = || format!("device {}", d.path().display());
+    let kind = match d.typ() {
+        LinuxDeviceType::C | LinuxDeviceType::U => SFlag::S_IFCHR,
+        LinuxDeviceType::B => SFlag::S_IFBLK,
+        LinuxDeviceType::P => SFlag::S_IFIFO,
+        LinuxDeviceType::A => {
+            return Err(Error::msg(format!(
+                "{}: type \"a\" is not a device",
+                what()
+            )))
+        }
+    };
+    let path = secure_join(root, d.path()).ctx(|| format!("{}: resolving", what()))?;
+    if !path.starts_with(root.join("dev")) {
+        debug!("{} is outside /dev; not created", what());
+        return Ok(());
+    }
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).ctx(|| format!("{}: creating {}", what(), parent.display()))?;
+    }
+    let mode = Mode::from_bits_truncate(d.file_mode().unwrap_or(0o666) & 0o7777);
+    let dev = makedev(d.major() as u64, d.minor() as u64);
+    match mknod(&path, kind, mode, dev) {
+        Ok(()) | Err(Errno::EEXIST) => {}
+        Err(e) => return Err(e).ctx(|| format!("{}: mknod", what())),
+    }
+    let uid = d.uid().map(nix::unistd::Uid::from_raw);
+    let gid = d.gid().map(nix::unistd::Gid::from_raw);
+    nix::unistd::chown(&path, uid, gid).ctx(|| format!("{}: chown", what()))
+}
+
+/// Makes `root` the root: what `runc --no-pivot` does (pivot_root does not work from an
+/// initramfs).
+fn enter_root(root: &Path) -> Result<()> {
+    nix::unistd::chdir(root).ctx(|| format!("chdir to {}", root.display()))?;
+    mnt(Some(root), Path::new("/"), None, MsFlags::MS_MOVE, None)
+        .ctx(|| format!("moving {} to /", root.display()))?;
+    nix::unistd::chroot(".").ctx(|| format!("chroot to {}", root.display()))?;
+    nix::unistd::chdir("/").ctx(|| "chdir to / in the container".into())
+}
+
+fn readonly_path(p: &Path) -> Result<()> {
+    match mnt(Some(p), p, None, MsFlags::MS_BIND | MsFlags::MS_REC, None) {
+        Err(Errno::ENOENT) => return Ok(()),
+        r => r.ctx(|| format!("readonly path {}: bind mounting", p.display()))?,
+    }
+    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC;
+    mnt(Some(p), p, None, flags, None)
+        .ctx(|| format!("readonly path {}: remounting read-only", p.display()))
+}
+
+fn mask_path(p: &Path) -> Result<()> {
+    match mnt(
+        Some(Path::new("/dev/null")),
+        p,
+        None,
+        MsFlags::MS_BIND,
+        None,
+    ) {
+        Ok(()) | Err(Errno::ENOENT) => Ok(()),
+        Err(Errno::ENOTDIR) => mnt(
+            Some(Path::new("tmpfs")),
+            p,
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY,
+            None,
+        )
+        .ctx(|| format!("masked path {}: mounting a read-only tmpfs", p.display())),
+        Err(e) => Err(e).ctx(|| format!("masked path {}", p.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec_with(ns: &str) -> Spec {
+        serde_json::from_str(&format!(
+            r#"{{"ociVersion":"1.0.2","linux":{{"namespaces":{ns}}}}}"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn namespaces_always_include_mount() {
+        let n = plan_namespaces(&spec_with("[]")).unwrap();
+        assert_eq!(n.unshare, CloneFlags::CLONE_NEWNS);
+        assert_eq!(n.join, vec![(CloneFlags::CLONE_NEWNS, "mnt")]);
+        assert!(!n.pid());
+    }
+
+    #[test]
+    fn namespaces_of_runc_spec() {
+        let n = plan_namespaces(&spec_with(
+            r#"[{"type":"pid"},{"type":"network","path":"/var/run/netns/x"},{"type":"ipc"},
+                {"type":"uts"},{"type":"mount"},{"type":"cgroup"},{"type":"user"}]"#,
+        ))
+        .unwrap();
+        assert!(n.pid());
+        assert!(!n.unshare.contains(CloneFlags::CLONE_NEWNET));
+        assert!(!n.unshare.contains(CloneFlags::CLONE_NEWUSER));
+        let names: Vec<_> = n.join.iter().map(|j| j.1).collect();
+        assert_eq!(names, ["cgroup", "ipc", "uts", "pid", "mnt"]);
+    }
+
+    #[test]
+    fn namespace_paths_other_than_network_are_refused() {
+        let e = plan_namespaces(&spec_with(r#"[{"type":"ipc","path":"/proc/1/ns/ipc"}]"#));
+        assert!(e
+            .unwrap_err()
+            .to_string()
+            .contains("ipc namespace (/proc/1/ns/ipc)"));
+    }
+}

@@ -1,0 +1,58 @@
+//! Console logging: terse lines on /dev/console prefixed `hull-agent: `; verbose ones only when
+//! the kernel command line has `hull.debug`.
+
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+
+static CONSOLE: OnceLock<File> = OnceLock::new();
+static DEBUG: AtomicBool = AtomicBool::new(false);
+
+/// Opens /dev/console for logging (call once /dev is mounted).
+pub fn open_console() {
+    if let Ok(f) = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open("/dev/console")
+    {
+        let _ = CONSOLE.set(f);
+    }
+}
+
+pub fn set_debug(on: bool) {
+    DEBUG.store(on, Ordering::Relaxed);
+}
+
+pub fn debug_enabled() -> bool {
+    DEBUG.load(Ordering::Relaxed)
+}
+
+/// Writes one line; errors are ignored (there is nowhere else to report them).
+pub fn write_line(args: fmt::Arguments<'_>) {
+    let line = format!("hull-agent: {args}\n");
+    match CONSOLE.get() {
+        Some(mut f) => {
+            let _ = f.write_all(line.as_bytes());
+        }
+        None => {
+            let _ = std::io::stderr().write_all(line.as_bytes());
+        }
+    }
+}
+
+/// Logs a line to the console.
+macro_rules! info {
+    ($($t:tt)*) => { $crate::log::write_line(format_args!($($t)*)) };
+}
+
+/// Logs a line to the console when `hull.debug` is on.
+macro_rules! debug {
+    ($($t:tt)*) => {
+        if $crate::log::debug_enabled() {
+            $crate::log::write_line(format_args!($($t)*))
+        }
+    };
+}

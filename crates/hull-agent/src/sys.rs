@@ -1,0 +1,192 @@
+//! Small safe wrappers around the system calls nix does not cover (or covers awkwardly).
+
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+
+use nix::errno::Errno;
+use nix::sys::signal::{self, SigHandler, SigSet, SigmaskHow, Signal};
+
+/// CLOCK_BOOTTIME in nanoseconds.
+pub fn boottime_ns() -> u64 {
+    match nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME) {
+        Ok(ts) => ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64,
+        Err(_) => 0,
+    }
+}
+
+/// Whether `fd` is an open descriptor.
+pub fn fd_is_open(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD only queries the descriptor table; any fd number is acceptable.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) != -1 }
+}
+
+/// dup2(2): makes `new` a copy of `old` (without FD_CLOEXEC).
+pub fn dup2(old: RawFd, new: RawFd) -> nix::Result<()> {
+    // SAFETY: dup2 takes plain descriptor numbers and touches no memory of ours.
+    Errno::result(unsafe { libc::dup2(old, new) }).map(drop)
+}
+
+/// TIOCSWINSZ: sets a terminal's window size (the kernel sends SIGWINCH to its foreground group).
+pub fn set_winsize(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> nix::Result<()> {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one `winsize` through the pointer, which is valid for the call.
+    Errno::result(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) }).map(drop)
+}
+
+/// TIOCSCTTY: makes the terminal `fd` the controlling terminal of this (session leader) process.
+pub fn set_controlling_tty(fd: RawFd) -> nix::Result<()> {
+    // SAFETY: TIOCSCTTY takes an integer argument and no pointers.
+    Errno::result(unsafe { libc::ioctl(fd, libc::TIOCSCTTY, 0) }).map(drop)
+}
+
+fn prctl(op: libc::c_int, a: libc::c_ulong, b: libc::c_ulong) -> nix::Result<libc::c_int> {
+    // SAFETY: only used with prctl operations whose arguments are plain integers.
+    Errno::result(unsafe { libc::prctl(op, a, b, 0 as libc::c_ulong, 0 as libc::c_ulong) })
+}
+
+/// Whether capability `cap` exists in this kernel (PR_CAPBSET_READ fails past the last one).
+pub fn cap_exists(cap: u32) -> bool {
+    prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong, 0).is_ok()
+}
+
+/// Drops `cap` from the bounding set.
+pub fn capbset_drop(cap: u32) -> nix::Result<()> {
+    prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0).map(drop)
+}
+
+/// Raises `cap` in the ambient set.
+pub fn cap_ambient_raise(cap: u32) -> nix::Result<()> {
+    prctl(
+        libc::PR_CAP_AMBIENT,
+        libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+        cap as libc::c_ulong,
+    )
+    .map(drop)
+}
+
+/// PR_SET_KEEPCAPS.
+pub fn set_keepcaps(on: bool) -> nix::Result<()> {
+    nix::sys::prctl::set_keepcaps(on)
+}
+
+/// Sets this thread's effective, permitted and inheritable capability sets (bit masks).
+pub fn capset(effective: u64, permitted: u64, inheritable: u64) -> nix::Result<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+    let mut hdr = Header {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let word = |v: u64, i: u32| (v >> (32 * i)) as u32;
+    let data = [0, 1].map(|i| Data {
+        effective: word(effective, i),
+        permitted: word(permitted, i),
+        inheritable: word(inheritable, i),
+    });
+    // SAFETY: capset reads a version-3 header and two data structs (the layout of
+    // `__user_cap_header_struct` / `__user_cap_data_struct`); both live for the call.
+    Errno::result(unsafe { libc::syscall(libc::SYS_capset, &mut hdr, data.as_ptr()) }).map(drop)
+}
+
+/// setrlimit(2) with a raw resource number.
+pub fn setrlimit(resource: libc::__rlimit_resource_t, soft: u64, hard: u64) -> nix::Result<()> {
+    let lim = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: setrlimit reads one `rlimit` through the pointer, valid for the call.
+    Errno::result(unsafe { libc::setrlimit(resource, &lim) }).map(drop)
+}
+
+/// Result of a non-blocking wait for any child.
+pub enum Reaped {
+    Child {
+        pid: i32,
+        status: i32,
+    },
+    /// Children exist but none has changed state.
+    Nothing,
+    /// No children at all.
+    NoChildren,
+}
+
+/// waitpid(-1, WNOHANG) with the raw status.
+pub fn reap_one() -> Reaped {
+    let mut status = 0;
+    loop {
+        // SAFETY: waitpid writes the status through a pointer to a local integer.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        match pid {
+            0 => return Reaped::Nothing,
+            p if p > 0 => return Reaped::Child { pid: p, status },
+            _ => match Errno::last() {
+                Errno::EINTR => continue,
+                _ => return Reaped::NoChildren,
+            },
+        }
+    }
+}
+
+/// Blocks SIGCHLD in the calling thread (threads spawned afterwards inherit it).
+pub fn block_sigchld() -> nix::Result<()> {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGCHLD);
+    signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None)
+}
+
+/// Waits for a SIGCHLD (which must be blocked).
+pub fn wait_sigchld() {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGCHLD);
+    let _ = set.wait();
+}
+
+/// In a forked child: an empty signal mask and default SIGPIPE (Rust's runtime ignores it,
+/// and an ignored disposition survives exec).
+pub fn reset_signals_for_exec() -> nix::Result<()> {
+    signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
+    // SAFETY: installing SIG_DFL runs no handler code of ours.
+    unsafe { signal::signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+/// kill(2) with a raw signal number (0..=64, so real-time signals work too).
+pub fn kill(pid: i32, sig: i32) -> nix::Result<()> {
+    // SAFETY: kill takes plain integers.
+    Errno::result(unsafe { libc::kill(pid, sig) }).map(drop)
+}
+
+/// Ends this process at once, without running destructors or atexit handlers (forked children).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and is async-signal-safe.
+    unsafe { libc::_exit(code) }
+}
+
+/// Flushes file systems and powers the VM off. Never returns.
+pub fn power_off() -> ! {
+    nix::unistd::sync();
+    let e = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_POWER_OFF);
+    crate::log::write_line(format_args!("power off failed: {e:?}; exiting PID 1"));
+    // Last resort: PID 1 exiting panics the kernel, which (panic=-1, -no-reboot) ends QEMU.
+    exit_now(1)
+}
+
+/// setdomainname(2).
+pub fn setdomainname(name: &str) -> nix::Result<()> {
+    // SAFETY: the pointer and length describe `name`'s bytes, valid for the call.
+    Errno::result(unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) }).map(drop)
+}
