@@ -152,6 +152,9 @@ impl Monitor {
         };
         // Must precede every thread of this process.
         sys::private_mount_namespace()?;
+        if let Some(netns) = network_namespace(&bundle) {
+            sys::enter_network_namespace(netns.as_deref())?;
+        }
         let (ev_tx, ev_rx) = mpsc::channel();
         let abortable = Arc::new(AtomicBool::new(true));
         spawn_signal_thread(signals, ev_tx.clone(), abortable.clone(), sd.clone())?;
@@ -723,6 +726,15 @@ impl Monitor {
             serde_json::to_string(&self.timings).unwrap_or_default()
         ));
     }
+}
+
+/// The spec's network namespace: `None` if it asks for none, `Some(None)` for a new one,
+/// `Some(Some(path))` to join one.
+fn network_namespace(b: &Bundle) -> Option<Option<PathBuf>> {
+    let ns = b.spec.linux().as_ref()?.namespaces().as_ref()?;
+    ns.iter()
+        .find(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Network)
+        .map(|n| n.path().clone())
 }
 
 struct Vm<'a> {

@@ -27,6 +27,27 @@ pub fn private_mount_namespace() -> Result<(), MonitorError> {
     .map_err(|e| MonitorError::sys("making / private in the monitor's mount namespace")(e.into()))
 }
 
+/// Puts the monitor (and so QEMU) in the container's network namespace: the one at `path` (an
+/// engine's pre-made netns), or a new one. Engines configure container networking through the
+/// pid-file PID's `/proc/PID/ns/net`, which is ours; the VM's network devices will be wired to
+/// it. Must run before any thread is started.
+pub fn enter_network_namespace(path: Option<&Path>) -> Result<(), MonitorError> {
+    use nix::sched::{setns, unshare, CloneFlags};
+    match path {
+        Some(p) => {
+            let f = std::fs::File::open(p).map_err(MonitorError::sys(format!(
+                "open network namespace {}",
+                p.display()
+            )))?;
+            setns(f, CloneFlags::CLONE_NEWNET).map_err(|e| {
+                MonitorError::sys(format!("join network namespace {}", p.display()))(e.into())
+            })
+        }
+        None => unshare(CloneFlags::CLONE_NEWNET)
+            .map_err(|e| MonitorError::sys("unshare(CLONE_NEWNET)")(e.into())),
+    }
+}
+
 pub fn mount_tmpfs(target: &Path) -> Result<(), MonitorError> {
     mount(
         Some("hull-share"),

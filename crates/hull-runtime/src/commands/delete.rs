@@ -22,7 +22,8 @@ pub fn delete(ctx: &Ctx, a: liboci_cli::Delete) -> Result<i32> {
     let _lock = if sd.exists() { Some(sd.lock()?) } else { None };
     if let Some(st) = &st {
         if st.status != Status::Stopped {
-            if !a.force {
+            // Like runc: a created container (nothing runs yet) is deleted without --force.
+            if !a.force && st.status != Status::Created {
                 return Err(anyhow!(
                     "cannot delete container {} that is not stopped: {}",
                     a.container_id,
