@@ -1,7 +1,10 @@
-//! The monitor's control socket (`ctl.sock`): how `hull-runtime start/kill/pause/...` reach the
-//! process that owns the VM. One JSON request line, one JSON reply line per connection.
+//! The monitor's control socket (`ctl.sock`): how `hull-runtime start/kill/exec/pause/...` reach
+//! the process that owns the VM. A client sends one JSON request line (for `exec`, with its
+//! stdio fds attached as SCM_RIGHTS) and reads JSON reply lines until the monitor closes the
+//! connection: one line for most requests, `started` then `exited` for `exec`.
 
 use std::io::{BufRead, BufReader, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::mpsc::{self, Sender};
@@ -10,17 +13,32 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::agent::Event;
+use crate::fdpass;
 
 /// Requests the runtime CLI sends.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum CtlRequest {
     Start,
-    Kill { signal: i32, all: bool },
+    Kill {
+        signal: i32,
+        all: bool,
+    },
     Pause,
     Resume,
     Stats,
     Ps,
+    /// Run another process in the container. Attached fds: stdin, stdout, stderr — or, with a
+    /// terminal, the one pty slave.
+    Exec {
+        process: Box<oci_spec::runtime::Process>,
+    },
+    /// New window size of an exec'd process's terminal.
+    Resize {
+        exec_id: u32,
+        rows: u16,
+        cols: u16,
+    },
 }
 
 /// Replies.
@@ -28,15 +46,34 @@ pub enum CtlRequest {
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum CtlReply {
     Ok,
-    Error { message: String },
-    Stats { stats: hull_protocol::Stats },
-    Ps { pids: Vec<i32> },
+    Error {
+        message: String,
+    },
+    Stats {
+        stats: hull_protocol::Stats,
+    },
+    Ps {
+        pids: Vec<i32>,
+    },
+    /// The exec'd process runs (guest PID).
+    Started {
+        exec_id: u32,
+        pid: i32,
+    },
+    /// The exec'd process ended (shell-style status).
+    Exited {
+        status: i32,
+    },
 }
 
 /// A request handed to the monitor's main loop, with the way back.
 #[derive(Debug)]
 pub struct ControlRequest {
     pub request: CtlRequest,
+    pub fds: Vec<OwnedFd>,
+    /// PID of the connected client (SO_PEERCRED): an exec's host process.
+    pub peer_pid: i32,
+    /// Every reply line goes here; the connection closes when all senders are dropped.
     pub reply: Sender<CtlReply>,
 }
 
@@ -54,49 +91,106 @@ pub fn serve(listener: UnixListener, events: Sender<Event>) {
 }
 
 fn handle(conn: UnixStream, events: Sender<Event>) {
-    let mut line = String::new();
-    if BufReader::new(&conn).read_line(&mut line).is_err() {
-        return;
-    }
-    let reply = match serde_json::from_str::<CtlRequest>(&line) {
-        Ok(request) => {
-            let (tx, rx) = mpsc::channel();
-            if events
-                .send(Event::Control(ControlRequest { request, reply: tx }))
-                .is_err()
-            {
-                CtlReply::Error {
-                    message: "container monitor is shutting down".into(),
-                }
-            } else {
-                rx.recv().unwrap_or(CtlReply::Error {
-                    message: "container monitor is shutting down".into(),
-                })
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut line = Vec::new();
+    let mut fds = Vec::new();
+    while !line.contains(&b'\n') {
+        match fdpass::recv_with_fds(&conn, &mut buf) {
+            Ok((0, _)) | Err(_) => return,
+            Ok((n, f)) => {
+                line.extend_from_slice(&buf[..n]);
+                fds.extend(f);
             }
         }
-        Err(e) => CtlReply::Error {
-            message: format!("bad control request: {e}"),
-        },
-    };
+    }
+    let peer_pid = nix::sys::socket::getsockopt(&conn, nix::sys::socket::sockopt::PeerCredentials)
+        .map(|c| c.pid())
+        .unwrap_or(0);
     let mut w = &conn;
-    let _ = writeln!(
-        w,
-        "{}",
-        serde_json::to_string(&reply).expect("reply serializes")
-    );
+    let mut send =
+        |r: &CtlReply| writeln!(w, "{}", serde_json::to_string(r).expect("reply serializes"));
+    match serde_json::from_slice::<CtlRequest>(&line) {
+        Ok(request) => {
+            let (tx, rx) = mpsc::channel();
+            let gone = CtlReply::Error {
+                message: "container not running".into(),
+            };
+            if events
+                .send(Event::Control(ControlRequest {
+                    request,
+                    fds,
+                    peer_pid,
+                    reply: tx,
+                }))
+                .is_err()
+            {
+                let _ = send(&gone);
+                return;
+            }
+            let mut any = false;
+            for r in rx {
+                any = true;
+                if send(&r).is_err() {
+                    return;
+                }
+            }
+            if !any {
+                let _ = send(&gone);
+            }
+        }
+        Err(e) => {
+            let _ = send(&CtlReply::Error {
+                message: format!("bad control request: {e}"),
+            });
+        }
+    }
 }
 
-/// Client side: sends one request to the monitor of a container.
+/// A client connection to a container's monitor.
+pub struct CtlClient {
+    conn: UnixStream,
+    reader: BufReader<UnixStream>,
+}
+
+impl CtlClient {
+    /// Connects and sends `request` (with `fds` attached).
+    pub fn send(
+        sock: &Path,
+        request: &CtlRequest,
+        fds: &[std::os::fd::RawFd],
+    ) -> std::io::Result<Self> {
+        let conn = UnixStream::connect(sock)?;
+        let mut line = serde_json::to_vec(request).expect("request serializes");
+        line.push(b'\n');
+        fdpass::send_with_fds(&conn, &line, fds)?;
+        let reader = BufReader::new(conn.try_clone()?);
+        Ok(Self { conn, reader })
+    }
+
+    /// Next reply line; `None` when the monitor closed the connection.
+    pub fn next(&mut self, timeout: Option<Duration>) -> std::io::Result<Option<CtlReply>> {
+        self.conn.set_read_timeout(timeout)?;
+        let mut line = String::new();
+        if self.reader.read_line(&mut line)? == 0 {
+            return Ok(None);
+        }
+        serde_json::from_str(&line)
+            .map(Some)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    }
+
+    pub fn raw(&self) -> &UnixStream {
+        &self.conn
+    }
+}
+
+/// Sends one request and returns its (first) reply.
 pub fn call(sock: &Path, request: &CtlRequest, timeout: Duration) -> std::io::Result<CtlReply> {
-    let conn = UnixStream::connect(sock)?;
-    conn.set_read_timeout(Some(timeout))?;
-    let mut w = &conn;
-    writeln!(
-        w,
-        "{}",
-        serde_json::to_string(request).expect("request serializes")
-    )?;
-    let mut line = String::new();
-    BufReader::new(&conn).read_line(&mut line)?;
-    serde_json::from_str(&line).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    let mut c = CtlClient::send(sock, request, &[])?;
+    c.next(Some(timeout))?.ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the monitor closed the connection",
+        )
+    })
 }

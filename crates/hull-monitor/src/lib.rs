@@ -9,11 +9,13 @@ pub mod agent;
 pub mod assets;
 pub mod control;
 mod error;
+pub mod fdpass;
 pub mod log;
 mod monitor;
 pub mod share;
 pub mod sys;
 pub mod timings;
+pub mod tty;
 
 pub use error::MonitorError;
 pub use monitor::{error_chain, run, Mode, Options};

@@ -40,6 +40,8 @@ enum Cmd {
         log_format: String,
         #[arg(long)]
         debug: bool,
+        #[arg(long)]
+        console_socket: Option<PathBuf>,
     },
     /// Exit 0 if a tiny guest runs under KVM (the accelerator probe).
     ProbeKvm,
@@ -65,6 +67,7 @@ fn main() {
             log: log_path,
             log_format,
             debug,
+            console_socket,
         } => {
             log::init(log_path.as_deref(), log_format == "json", debug);
             let mode = match ready_fd {
@@ -82,6 +85,7 @@ fn main() {
                 accel,
                 debug,
                 self_exe,
+                console_socket,
             };
             let create = matches!(mode, Mode::Create { .. });
             match hull_monitor::run(opts) {

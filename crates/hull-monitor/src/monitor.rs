@@ -1,5 +1,6 @@
 //! The monitor's life: boot the VM, create the container, start it, relay, wait, tear down.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{IsTerminal, Read, Write};
 use std::os::fd::{FromRawFd, RawFd};
@@ -24,7 +25,7 @@ use crate::assets::Assets;
 use crate::control::{self, CtlReply, CtlRequest};
 use crate::sys::{self, Accepted, ChildGuard};
 use crate::timings::{ns_to_ms, Timings};
-use crate::{log, share, MonitorError};
+use crate::{log, share, tty, MonitorError};
 
 /// How the monitor was started.
 #[derive(Debug, Clone, Copy)]
@@ -48,6 +49,8 @@ pub struct Options {
     pub debug: bool,
     /// The monitor binary itself (runs the KVM probe as a child).
     pub self_exe: PathBuf,
+    /// Where to send the terminal's master when `process.terminal` is set (runc's flag).
+    pub console_socket: Option<PathBuf>,
 }
 
 const QEMU_CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -80,6 +83,10 @@ pub fn run(opts: Options) -> Result<i32, MonitorError> {
         ready,
         t0: sys::monotonic_ns(),
         timings: Timings::default(),
+        terminal: None,
+        execs: HashMap::new(),
+        next_exec: 1,
+        tty_restore: None,
     };
     let r = m.run();
     if let (Err(e), Some(ready)) = (&r, m.ready.as_mut()) {
@@ -106,6 +113,18 @@ struct Monitor {
     ready: Option<File>,
     t0: u64,
     timings: Timings,
+    /// `process.terminal` of the spec, with consoleSize.
+    terminal: Option<Option<(u16, u16)>>,
+    /// Running exec'd processes: where their exit status goes, and their host process.
+    execs: HashMap<u32, ExecEntry>,
+    next_exec: u32,
+    /// The terminal settings to restore (run with a terminal on our own stdin).
+    tty_restore: Option<nix::sys::termios::Termios>,
+}
+
+struct ExecEntry {
+    reply: Sender<CtlReply>,
+    host_pid: i32,
 }
 
 /// Removes the state directory on drop unless disarmed.
@@ -131,6 +150,20 @@ impl Monitor {
         let sd = StateDir::new(&self.opts.root, &self.opts.id)?;
         // Everything that can be wrong with the input is checked before anything exists.
         let bundle = Bundle::load(&self.opts.bundle)?;
+        if bundle.terminal() {
+            let size = bundle
+                .spec
+                .process()
+                .as_ref()
+                .and_then(|p| p.console_size())
+                .map(|b| (b.height() as u16, b.width() as u16));
+            self.terminal = Some(size);
+            if self.opts.console_socket.is_none() && !std::io::stdin().is_terminal() {
+                return Err(MonitorError::Agent(
+                    "process.terminal is true but there is no --console-socket and stdin is not a terminal".into(),
+                ));
+            }
+        }
         let host_cpus = std::thread::available_parallelism()
             .map(|n| n.get() as u32)
             .unwrap_or(1);
@@ -349,6 +382,13 @@ impl Monitor {
         state.pid = 0;
         state.exit_status = Some(status.shell_code());
         sd.save(&state)?;
+        if let Some(t) = self.tty_restore.take() {
+            let _ = nix::sys::termios::tcsetattr(
+                std::io::stdin(),
+                nix::sys::termios::SetArg::TCSANOW,
+                &t,
+            );
+        }
         sys::close_stdio();
         qemu.wait_or_kill(POWEROFF_TIMEOUT);
         virtiofsd.wait_or_kill(Duration::from_secs(1));
@@ -536,8 +576,34 @@ impl Monitor {
         abortable: &AtomicBool,
         gone: &dyn Fn(&str) -> MonitorError,
     ) -> Result<(), MonitorError> {
-        vm.agent.add_sink(StreamId::stdout(0), Box::new(dup_fd(1)));
-        vm.agent.add_sink(StreamId::stderr(0), Box::new(dup_fd(2)));
+        // stdio of the container: our own fds, or a terminal.
+        let (input, tty_fd): (File, Option<File>) = match self.terminal {
+            None => {
+                vm.agent.add_sink(StreamId::stdout(0), dup_fd(1));
+                vm.agent.add_sink(StreamId::stderr(0), dup_fd(2));
+                (dup_file(0)?, None)
+            }
+            Some(size) => match &self.opts.console_socket {
+                Some(sock) => {
+                    let pty = tty::open_pty(size)?;
+                    tty::send_to_console_socket(sock, &pty.master)?;
+                    let slave = File::from(pty.slave);
+                    let out = slave.try_clone().map_err(MonitorError::sys("dup pty"))?;
+                    vm.agent.add_sink(StreamId::stdout(0), Box::new(out));
+                    let input = slave.try_clone().map_err(MonitorError::sys("dup pty"))?;
+                    (input, Some(slave))
+                }
+                None => {
+                    // `run` on a terminal: ours, in raw mode until we exit.
+                    let stdin = dup_file(0)?;
+                    self.tty_restore = nix::sys::termios::tcgetattr(&stdin).ok();
+                    tty::make_raw(&stdin)?;
+                    vm.agent.add_sink(StreamId::stdout(0), dup_fd(1));
+                    let input = stdin.try_clone().map_err(MonitorError::sys("dup stdin"))?;
+                    (input, Some(stdin))
+                }
+            },
+        };
         let req = StartProcess {
             exec_id: 0,
             process: None,
@@ -567,7 +633,10 @@ impl Monitor {
         self.timings.process_started_ms = self.ms();
         state.status = Status::Running;
         sd.save(state)?;
-        spawn_stdin_pump(vm.agent.clone(), StreamId::stdin(0));
+        spawn_stdin_pump(vm.agent.clone(), StreamId::stdin(0), input);
+        if let Some(tty) = tty_fd {
+            spawn_winsize_poller(vm.agent.clone(), 0, tty);
+        }
         Ok(())
     }
 
@@ -637,7 +706,16 @@ impl Monitor {
                     self.timings.guest_process_exited_ms = ns_to_ms(exited_ns);
                     return Ok(status);
                 }
-                Event::Agent(AgentEvent::Exited { .. }) => {}
+                Event::Agent(AgentEvent::Exited {
+                    exec_id, status, ..
+                }) => {
+                    if let Some(e) = self.execs.remove(&exec_id) {
+                        let _ = e.reply.send(CtlReply::Exited {
+                            status: status.shell_code(),
+                        });
+                    }
+                }
+                Event::Signal(libc::SIGWINCH) => {}
                 Event::Signal(sig) => {
                     let req = HostRequest::Signal {
                         exec_id: 0,
@@ -649,6 +727,10 @@ impl Monitor {
                     }
                 }
                 Event::Control(c) => {
+                    if let CtlRequest::Exec { process } = c.request {
+                        self.exec(vm, *process, c.fds, c.peer_pid, c.reply);
+                        continue;
+                    }
                     let reply = self.handle_control(vm, state, sd, c.request, true);
                     let _ = c.reply.send(reply);
                 }
@@ -708,9 +790,86 @@ impl Monitor {
                 Ok(other) => err(format!("unexpected reply {other:?}")),
                 Err(e) => err(request_error_text(e)),
             },
-            CtlRequest::Ps => CtlReply::Ps {
-                pids: vec![std::process::id() as i32],
-            },
+            CtlRequest::Ps => {
+                let mut pids = vec![std::process::id() as i32];
+                pids.extend(self.execs.values().map(|e| e.host_pid).filter(|p| *p > 0));
+                CtlReply::Ps { pids }
+            }
+            CtlRequest::Exec { .. } => err("container is not running".into()),
+            CtlRequest::Resize {
+                exec_id,
+                rows,
+                cols,
+            } => {
+                let req = HostRequest::ResizeTty {
+                    exec_id,
+                    rows,
+                    cols,
+                };
+                match vm.agent.request(req, REQUEST_TIMEOUT) {
+                    Ok(_) => CtlReply::Ok,
+                    Err(e) => err(request_error_text(e)),
+                }
+            }
+        }
+    }
+
+    /// Starts an exec'd process whose stdio are `fds` (stdin, stdout, stderr; or one pty slave).
+    fn exec(
+        &mut self,
+        vm: &mut Vm,
+        process: oci_spec::runtime::Process,
+        fds: Vec<std::os::fd::OwnedFd>,
+        host_pid: i32,
+        reply: Sender<CtlReply>,
+    ) {
+        let terminal = process.terminal().unwrap_or(false);
+        let mut files: Vec<File> = fds.into_iter().map(File::from).collect();
+        let want = if terminal { 1 } else { 3 };
+        if files.len() != want {
+            let message = format!("exec needs {want} stdio fds, got {}", files.len());
+            let _ = reply.send(CtlReply::Error { message });
+            return;
+        }
+        let exec_id = self.next_exec;
+        self.next_exec += 1;
+        let input = files.remove(0);
+        let out = if terminal {
+            input.try_clone().ok()
+        } else {
+            Some(files.remove(0))
+        };
+        if let Some(out) = out {
+            vm.agent.add_sink(StreamId::stdout(exec_id), Box::new(out));
+        }
+        if !terminal {
+            vm.agent
+                .add_sink(StreamId::stderr(exec_id), Box::new(files.remove(0)));
+        }
+        let req = StartProcess {
+            exec_id,
+            process: Some(process),
+            stdin: true,
+        };
+        match vm
+            .agent
+            .request(HostRequest::StartProcess(Box::new(req)), REQUEST_TIMEOUT)
+        {
+            Ok(Reply::Started { pid, .. }) => {
+                let _ = reply.send(CtlReply::Started { exec_id, pid });
+                spawn_stdin_pump(vm.agent.clone(), StreamId::stdin(exec_id), input);
+                self.execs.insert(exec_id, ExecEntry { reply, host_pid });
+            }
+            Ok(other) => {
+                let _ = reply.send(CtlReply::Error {
+                    message: format!("unexpected reply {other:?}"),
+                });
+            }
+            Err(e) => {
+                let _ = reply.send(CtlReply::Error {
+                    message: request_error_text(e),
+                });
+            }
         }
     }
 
@@ -788,41 +947,70 @@ fn write_pid_file(path: &Path, pid: u32) -> Result<(), MonitorError> {
         )))
 }
 
-/// A duplicate of one of our fds as a File (a sink that survives the original being replaced).
-fn dup_fd(fd: RawFd) -> Box<dyn Write + Send> {
-    // SAFETY: dup of a standard fd; the result is a new fd that we own exclusively.
+/// A duplicate of one of our standard fds (survives the original being replaced).
+fn dup_file(fd: RawFd) -> Result<File, MonitorError> {
+    // SAFETY: dup of a standard fd into a new fd that we own exclusively.
     let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
     if new < 0 {
-        return Box::new(std::io::sink());
+        return Err(MonitorError::sys(format!("dup fd {fd}"))(
+            std::io::Error::last_os_error(),
+        ));
     }
     // SAFETY: `new` is a freshly duplicated fd owned by nobody else.
-    Box::new(unsafe { File::from_raw_fd(new) })
+    Ok(unsafe { File::from_raw_fd(new) })
 }
 
-fn spawn_stdin_pump(agent: AgentConn, stream: StreamId) {
+/// A sink writing to a duplicate of one of our fds (discarding if it cannot be duplicated).
+fn dup_fd(fd: RawFd) -> Box<dyn Write + Send> {
+    match dup_file(fd) {
+        Ok(f) => Box::new(f),
+        Err(_) => Box::new(std::io::sink()),
+    }
+}
+
+fn spawn_stdin_pump(agent: AgentConn, stream: StreamId, mut input: File) {
     let _ = std::thread::Builder::new()
         .name("stdin".into())
         .spawn(move || {
-            // SAFETY: dup of fd 0; the duplicate is owned by this thread's File.
-            let fd = unsafe { libc::fcntl(0, libc::F_DUPFD_CLOEXEC, 3) };
-            if fd >= 0 {
-                // SAFETY: fresh fd owned only here.
-                let mut stdin = unsafe { File::from_raw_fd(fd) };
-                let mut buf = vec![0u8; 64 * 1024];
-                loop {
-                    match stdin.read(&mut buf) {
-                        Ok(0) => break,
-                        Ok(n) => {
-                            if agent.send_data(stream, &buf[..n]).is_err() {
-                                return;
-                            }
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match input.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        if agent.send_data(stream, &buf[..n]).is_err() {
+                            return;
                         }
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(_) => break,
                     }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
                 }
             }
             let _ = agent.send_eof(stream);
+        });
+}
+
+/// Passes window-size changes of a host terminal to the guest process's pty. Polls (5/s): no
+/// signal handling, and it works for a pty slave we do not control.
+fn spawn_winsize_poller(agent: AgentConn, exec_id: u32, tty: File) {
+    let _ = std::thread::Builder::new()
+        .name("winsize".into())
+        .spawn(move || {
+            let mut last = None;
+            loop {
+                let now = tty::window_size(&tty);
+                if let (Some((rows, cols)), true) = (now, now != last) {
+                    let req = HostRequest::ResizeTty {
+                        exec_id,
+                        rows,
+                        cols,
+                    };
+                    match agent.request(req, REQUEST_TIMEOUT) {
+                        Err(RequestError::Gone) => return,
+                        _ => last = now,
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
         });
 }
 

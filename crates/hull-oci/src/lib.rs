@@ -4,9 +4,11 @@
 //! state file exists, and reported with the file, the field and the value.
 
 mod bundle;
+mod default_spec;
 mod plan;
 
 pub use bundle::{is_bind_mount, Bundle};
+pub use default_spec::default_spec;
 pub use plan::{Share, VmPlan, ANNOTATION_MEMORY_MIB, ANNOTATION_VCPUS, DEFAULT_MEMORY_MIB};
 
 use std::path::PathBuf;

@@ -35,6 +35,13 @@ enum Cmd {
     Delete(liboci_cli::Delete),
     Run(liboci_cli::Run),
     List(liboci_cli::List),
+    Exec(liboci_cli::Exec),
+    Ps(liboci_cli::Ps),
+    Pause(liboci_cli::Pause),
+    Resume(liboci_cli::Resume),
+    Events(liboci_cli::Events),
+    Spec(liboci_cli::Spec),
+    Features(liboci_cli::Features),
 }
 
 /// What every command gets.
@@ -68,6 +75,13 @@ fn main() {
         Cmd::Delete(a) => commands::delete::delete(&ctx, a),
         Cmd::Run(a) => commands::run::run(&ctx, a),
         Cmd::List(a) => commands::list::list(&ctx, a),
+        Cmd::Exec(a) => commands::exec::exec(&ctx, a),
+        Cmd::Ps(a) => commands::ps::ps(&ctx, a),
+        Cmd::Pause(a) => commands::pause::pause(&ctx, a),
+        Cmd::Resume(a) => commands::pause::resume(&ctx, a),
+        Cmd::Events(a) => commands::events::events(&ctx, a),
+        Cmd::Spec(a) => commands::spec::spec(&ctx, a),
+        Cmd::Features(a) => commands::features::features(&ctx, a),
     };
     match r {
         Ok(code) => std::process::exit(code),

@@ -15,7 +15,13 @@ use crate::Ctx;
 pub fn create(ctx: &Ctx, a: liboci_cli::Create) -> Result<i32> {
     hull_state::validate_id(&a.container_id)?;
     let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-    let mut cmd = super::monitor_command(ctx, &a.container_id, &a.bundle, a.pid_file.as_deref())?;
+    let mut cmd = super::monitor_command(
+        ctx,
+        &a.container_id,
+        &a.bundle,
+        a.pid_file.as_deref(),
+        a.console_socket.as_deref(),
+    )?;
     let wr_fd = wr.as_raw_fd();
     cmd.arg("--ready-fd").arg(wr_fd.to_string());
     cmd.stdin(Stdio::inherit())

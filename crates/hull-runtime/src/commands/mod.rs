@@ -2,9 +2,15 @@
 
 pub mod create;
 pub mod delete;
+pub mod events;
+pub mod exec;
+pub mod features;
 pub mod kill;
 pub mod list;
+pub mod pause;
+pub mod ps;
 pub mod run;
+pub mod spec;
 pub mod start;
 pub mod state;
 
@@ -52,6 +58,7 @@ pub fn monitor_command(
     id: &str,
     bundle: &std::path::Path,
     pid_file: Option<&std::path::Path>,
+    console_socket: Option<&std::path::Path>,
 ) -> Result<Command> {
     let bundle =
         std::fs::canonicalize(bundle).with_context(|| format!("bundle {}", bundle.display()))?;
@@ -71,6 +78,9 @@ pub fn monitor_command(
             std::env::current_dir()?.join(p)
         };
         cmd.arg("--pid-file").arg(p);
+    }
+    if let Some(s) = console_socket {
+        cmd.arg("--console-socket").arg(s);
     }
     if let Some(a) = &ctx.accel {
         cmd.arg("--accel").arg(a);

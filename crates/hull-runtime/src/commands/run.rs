@@ -14,7 +14,13 @@ pub fn run(ctx: &Ctx, a: liboci_cli::Run) -> Result<i32> {
             "run --detach is not supported yet: use create and start"
         ));
     }
-    let mut cmd = super::monitor_command(ctx, &a.container_id, &a.bundle, a.pid_file.as_deref())?;
+    let mut cmd = super::monitor_command(
+        ctx,
+        &a.container_id,
+        &a.bundle,
+        a.pid_file.as_deref(),
+        a.console_socket.as_deref(),
+    )?;
     let err = cmd.exec();
     Err(anyhow!(
         "cannot execute {}: {err}",
