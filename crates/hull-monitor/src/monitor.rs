@@ -197,7 +197,7 @@ impl Monitor {
         share::stage(&plan, &share_dir)?;
         self.timings.host_prepared_ms = self.ms();
 
-        let vfs_listener = bind(&sd.vfs_sock())?;
+        let vfs_listener = bind(&sd, "vfs.sock")?;
         let mut virtiofsd = share::spawn_virtiofsd(
             &assets.virtiofsd,
             &share_dir,
@@ -207,15 +207,15 @@ impl Monitor {
         drop(vfs_listener);
         self.timings.virtiofsd_spawned_ms = self.ms();
 
-        let agent_listener = bind(&sd.agent_sock())?;
-        let qmp_listener = bind(&sd.qmp_sock())?;
-        let qcmd = self.qemu_command(&assets, &plan, accel.accel, &sd);
+        let agent_listener = bind(&sd, "agent.sock")?;
+        let qmp_listener = bind(&sd, "qmp.sock")?;
+        let qcmd = self.qemu_command(&assets, &plan, accel.accel);
         log::debug(&format!(
             "qemu: {} {:?}",
             qcmd.binary.display(),
             qcmd.args()
         ));
-        let mut qemu = spawn_qemu(&qcmd, &sd.path("qemu.log"))?;
+        let mut qemu = spawn_qemu(&qcmd, &sd)?;
         self.timings.qemu_spawned_ms = self.ms();
 
         let qmp_stream = self.accept(
@@ -358,7 +358,7 @@ impl Monitor {
                 self.event_loop(&mut vm, &ev_rx, &sd, &mut state)?
             }
             Mode::Create { .. } => {
-                let ctl = bind(&sd.ctl_sock())?;
+                let ctl = bind(&sd, "ctl.sock")?;
                 control::serve(ctl, ev_tx.clone());
                 if let Some(mut r) = self.ready.take() {
                     let _ = writeln!(
@@ -496,13 +496,7 @@ impl Monitor {
         Ok(choice)
     }
 
-    fn qemu_command(
-        &self,
-        assets: &Assets,
-        plan: &VmPlan,
-        accel: Accel,
-        sd: &StateDir,
-    ) -> QemuCommand {
+    fn qemu_command(&self, assets: &Assets, plan: &VmPlan, accel: Accel) -> QemuCommand {
         let mut cmdline = String::from(
             "console=hvc0 reboot=t panic=-1 tsc=reliable no_timer_check rcupdate.rcu_expedited=1 \
              cryptomgr.notests random.trust_cpu=on 8250.nr_uarts=0",
@@ -528,22 +522,23 @@ impl Monitor {
             kernel: assets.kernel.clone(),
             initrd: assets.initrd.clone(),
             kernel_cmdline: cmdline,
+            // Relative to QEMU's working directory, the state directory (short socket paths).
             chardevs: vec![
                 Chardev::SocketClient {
                     id: "qmp".into(),
-                    path: sd.qmp_sock(),
+                    path: "qmp.sock".into(),
                 },
                 Chardev::File {
                     id: "console".into(),
-                    path: sd.console_log(),
+                    path: "console.log".into(),
                 },
                 Chardev::SocketClient {
                     id: "agent".into(),
-                    path: sd.agent_sock(),
+                    path: "agent.sock".into(),
                 },
                 Chardev::SocketClient {
                     id: "vfs".into(),
-                    path: sd.vfs_sock(),
+                    path: "vfs.sock".into(),
                 },
             ],
             devices: vec![
@@ -909,15 +904,24 @@ fn request_error_text(e: RequestError) -> String {
     }
 }
 
-fn bind(path: &Path) -> Result<UnixListener, MonitorError> {
-    let _ = std::fs::remove_file(path);
-    UnixListener::bind(path).map_err(MonitorError::sys(format!("listen on {}", path.display())))
+/// Listens on `name` in the state directory (through a short path: see `StateDir::short`).
+fn bind(sd: &StateDir, name: &str) -> Result<UnixListener, MonitorError> {
+    let _ = std::fs::remove_file(sd.path(name));
+    let short = sd.short(name)?;
+    UnixListener::bind(&short.path).map_err(MonitorError::sys(format!(
+        "listen on {}",
+        sd.path(name).display()
+    )))
 }
 
-fn spawn_qemu(q: &QemuCommand, log: &Path) -> Result<ChildGuard, MonitorError> {
+/// Starts QEMU in the state directory: its socket and log paths are relative to it, so they
+/// stay short whatever the state root is.
+fn spawn_qemu(q: &QemuCommand, sd: &StateDir) -> Result<ChildGuard, MonitorError> {
+    let log = sd.path("qemu.log");
     let log_file =
-        File::create(log).map_err(MonitorError::sys(format!("create {}", log.display())))?;
+        File::create(&log).map_err(MonitorError::sys(format!("create {}", log.display())))?;
     let mut cmd = q.command();
+    cmd.current_dir(&sd.dir);
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log_file);

@@ -159,6 +159,20 @@ impl StateDir {
         self.path("share")
     }
 
+    /// A short path to `name` in this directory, for unix sockets: `sun_path` holds only 107
+    /// bytes, and engines' state roots plus 64-character ids exceed it. The path goes through
+    /// `/proc/self/fd/N` of an open handle on the directory; keep the value alive while using it.
+    pub fn short(&self, name: &str) -> Result<ShortPath, StateError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(&self.dir)
+            .map_err(io_err(&self.dir))?;
+        let path = PathBuf::from(format!("/proc/self/fd/{}/{name}", dir.as_raw_fd()));
+        Ok(ShortPath { _dir: dir, path })
+    }
+
     /// Reads `state.json`. A missing directory or file means the container does not exist.
     pub fn load(&self) -> Result<ContainerState, StateError> {
         let p = self.state_json();
@@ -262,6 +276,18 @@ fn detach_mount(p: &Path) {
     };
     // SAFETY: umount2 with a valid NUL-terminated path; failure is harmless.
     unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+}
+
+/// A short path into a state directory (see [`StateDir::short`]).
+pub struct ShortPath {
+    _dir: fs::File,
+    pub path: PathBuf,
+}
+
+impl AsRef<Path> for ShortPath {
+    fn as_ref(&self) -> &Path {
+        &self.path
+    }
 }
 
 /// Holds a container's lock; dropping the file releases it.

@@ -40,12 +40,13 @@ pub fn exec(ctx: &Ctx, a: liboci_cli::Exec) -> Result<i32> {
     } else {
         None
     };
+    let ctl = sd.short("ctl.sock")?;
     let fds: Vec<i32> = match &pty {
         Some(p) => vec![p.slave.as_raw_fd()],
         None => vec![0, 1, 2],
     };
     let mut client = CtlClient::send(
-        &sd.ctl_sock(),
+        &ctl.path,
         &CtlRequest::Exec {
             process: Box::new(process),
         },
@@ -77,24 +78,14 @@ pub fn exec(ctx: &Ctx, a: liboci_cli::Exec) -> Result<i32> {
             nix::unistd::ForkResult::Child => {
                 let _ = nix::unistd::setsid();
                 close_stdio();
-                std::process::exit(wait_exit(
-                    &sd.ctl_sock(),
-                    &mut client,
-                    exec_id,
-                    slave.as_ref(),
-                ));
+                std::process::exit(wait_exit(&ctl.path, &mut client, exec_id, slave.as_ref()));
             }
         }
     }
     if let Some(p) = &a.pid_file {
         write_pid_file(p, std::process::id() as i32)?;
     }
-    Ok(wait_exit(
-        &sd.ctl_sock(),
-        &mut client,
-        exec_id,
-        slave.as_ref(),
-    ))
+    Ok(wait_exit(&ctl.path, &mut client, exec_id, slave.as_ref()))
 }
 
 /// Waits for the exec'd process's exit status, passing window-size changes on.

@@ -126,7 +126,8 @@ pub fn load(ctx: &Ctx, id: &str) -> Result<(StateDir, ContainerState)> {
 
 /// Sends a control request to a container's monitor.
 pub fn call(sd: &StateDir, req: &CtlRequest, timeout: Duration) -> Result<CtlReply> {
-    let reply = control::call(&sd.ctl_sock(), req, timeout).map_err(|e| {
+    let ctl = sd.short("ctl.sock")?;
+    let reply = control::call(&ctl.path, req, timeout).map_err(|e| {
         anyhow!(
             "container {:?} is not reachable ({e}): container not running",
             sd.id
