@@ -87,6 +87,7 @@ pub fn run(opts: Options) -> Result<i32, MonitorError> {
         execs: HashMap::new(),
         next_exec: 1,
         tty_restore: None,
+        init_stdio: None,
     };
     let r = m.run();
     if let (Err(e), Some(ready)) = (&r, m.ready.as_mut()) {
@@ -120,6 +121,8 @@ struct Monitor {
     next_exec: u32,
     /// The terminal settings to restore (run with a terminal on our own stdin).
     tty_restore: Option<nix::sys::termios::Termios>,
+    /// The init process's stdin source and terminal, prepared at create time.
+    init_stdio: Option<(File, Option<File>)>,
 }
 
 struct ExecEntry {
@@ -352,6 +355,7 @@ impl Monitor {
             agent,
             qmp: &mut qmp,
         };
+        self.prepare_init_stdio(&mut vm)?;
         let status = match self.opts.mode {
             Mode::Run => {
                 self.start_init(&mut vm, &sd, &mut state, &abortable, &gone)?;
@@ -563,16 +567,11 @@ impl Monitor {
         }
     }
 
-    fn start_init(
-        &mut self,
-        vm: &mut Vm,
-        sd: &StateDir,
-        state: &mut ContainerState,
-        abortable: &AtomicBool,
-        gone: &dyn Fn(&str) -> MonitorError,
-    ) -> Result<(), MonitorError> {
+    /// Prepares the container's stdio before it is reported created: our own fds, or a
+    /// terminal whose master goes to the console socket now (engines wait for it during create).
+    fn prepare_init_stdio(&mut self, vm: &mut Vm) -> Result<(), MonitorError> {
         // stdio of the container: our own fds, or a terminal.
-        let (input, tty_fd): (File, Option<File>) = match self.terminal {
+        let stdio: (File, Option<File>) = match self.terminal {
             None => {
                 vm.agent.add_sink(StreamId::stdout(0), dup_fd(1));
                 vm.agent.add_sink(StreamId::stderr(0), dup_fd(2));
@@ -599,6 +598,22 @@ impl Monitor {
                 }
             },
         };
+        self.init_stdio = Some(stdio);
+        Ok(())
+    }
+
+    fn start_init(
+        &mut self,
+        vm: &mut Vm,
+        sd: &StateDir,
+        state: &mut ContainerState,
+        abortable: &AtomicBool,
+        gone: &dyn Fn(&str) -> MonitorError,
+    ) -> Result<(), MonitorError> {
+        let (input, tty_fd) = self
+            .init_stdio
+            .take()
+            .ok_or_else(|| MonitorError::Agent("container stdio not prepared".into()))?;
         let req = StartProcess {
             exec_id: 0,
             process: None,
