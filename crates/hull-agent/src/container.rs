@@ -215,9 +215,8 @@ fn mnt(
 }
 
 /// Builds the container's root in the current (new, private) mount namespace and makes it
-/// this process's root. `console` is the pty slave to bind on /dev/console. Runs in the forked
-/// child: it must not touch the agent's locks.
-pub fn setup_rootfs(c: &Container, console: Option<&Path>) -> Result<()> {
+/// this process's root. Runs in the forked child: it must not touch the agent's locks.
+pub fn setup_rootfs(c: &Container) -> Result<()> {
     let root = c.root.as_path();
     let rslave = MsFlags::MS_SLAVE | MsFlags::MS_REC;
     mnt(None, Path::new("/"), None, rslave, None).ctx(|| "making / rslave".into())?;
@@ -234,7 +233,7 @@ pub fn setup_rootfs(c: &Container, console: Option<&Path>) -> Result<()> {
         apply_mount(root, m)?;
     }
     if c.default_devices {
-        create_devices(root, console)?;
+        create_devices(root)?;
         let devices = c.spec.linux().as_ref().and_then(|l| l.devices().as_ref());
         for d in devices.into_iter().flatten() {
             create_spec_device(root, d)?;
@@ -342,8 +341,8 @@ fn create_mountpoint(dest: &Path, dir: bool) -> Result<()> {
     }
 }
 
-/// runc's default devices, symlinks and console in a tmpfs /dev.
-fn create_devices(root: &Path, console: Option<&Path>) -> Result<()> {
+/// runc's default devices and symlinks in a tmpfs /dev.
+fn create_devices(root: &Path) -> Result<()> {
     let dev = root.join("dev");
     for (name, major, minor) in [
         ("null", 1, 3),
@@ -382,13 +381,19 @@ fn create_devices(root: &Path, console: Option<&Path>) -> Result<()> {
             _ => {}
         }
     }
-    if let Some(slave) = console {
-        let path = dev.join("console");
-        create_mountpoint(&path, false)?;
-        mnt(Some(slave), &path, None, MsFlags::MS_BIND, None)
-            .ctx(|| format!("bind mounting {} on /dev/console", slave.display()))?;
-    }
     Ok(())
+}
+
+/// In the container's root: binds the pty slave `slave` on /dev/console (in a tmpfs /dev only:
+/// never a file on the host's share).
+pub fn mount_console(c: &Container, slave: &Path) -> Result<()> {
+    if !c.default_devices {
+        return Ok(());
+    }
+    let path = Path::new("/dev/console");
+    create_mountpoint(path, false)?;
+    mnt(Some(slave), path, None, MsFlags::MS_BIND, None)
+        .ctx(|| format!("bind mounting {} on /dev/console", slave.display()))
 }
 
 /// A device of `linux.devices` (only into a tmpfs /dev: never as a node on the host's share).

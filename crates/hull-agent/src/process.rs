@@ -259,7 +259,7 @@ pub fn spawn(c: &Container, target: Target, process: &Process, stdin: bool) -> R
             Ok(Spawned {
                 pid,
                 started_ns,
-                stdio: parent_io,
+                stdio: parent_io.finish()?,
             })
         }
     }
@@ -310,9 +310,9 @@ fn child_setup(ctx: &ChildCtx<'_>) -> Result<Infallible> {
         }
     }
     nix::unistd::setsid().ctx(|| "setsid".into())?;
-    ctx.stdio.install()?;
+    ctx.stdio.install_pipes()?;
     match (ctx.target, ctx.join) {
-        (Target::Init, _) => crate::container::setup_rootfs(ctx.c, ctx.stdio.console())?,
+        (Target::Init, _) => crate::container::setup_rootfs(ctx.c)?,
         (Target::Exec { .. }, Some(j)) => {
             nix::unistd::fchdir(&j.root).ctx(|| "entering the container's root".into())?;
             nix::unistd::chroot(".").ctx(|| "chroot to the container's root".into())?;
@@ -320,6 +320,11 @@ fn child_setup(ctx: &ChildCtx<'_>) -> Result<Infallible> {
         (Target::Exec { .. }, None) => {
             return Err(Error::msg("exec without the container's namespaces"))
         }
+    }
+    // Like runc: the pty comes from the container's devpts, so the process sees /dev/pts/N.
+    let slave = ctx.stdio.install_pty()?;
+    if let (Target::Init, Some(slave)) = (ctx.target, slave) {
+        crate::container::mount_console(ctx.c, &slave)?;
     }
     finalize(ctx.plan)
 }

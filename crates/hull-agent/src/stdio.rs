@@ -2,20 +2,24 @@
 //! writer thread that feeds its stdin.
 
 use std::fs::{File, OpenOptions};
-use std::io::{ErrorKind, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::io::{ErrorKind, IoSlice, IoSliceMut, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 
 use hull_protocol::StreamId;
 use nix::fcntl::OFlag;
-use nix::pty::{posix_openpt, ptsname_r, unlockpt};
+use nix::sys::socket::{
+    recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
+    SockFlag, SockType,
+};
+use nix::sys::stat::Mode;
 
 use crate::channel::Channel;
-use crate::error::{Context, Result};
+use crate::error::{Context, Error, Result};
 use crate::sys;
 
 /// Size of the relays' read buffer.
@@ -42,10 +46,22 @@ pub enum ChildStdio {
         stdout: OwnedFd,
         stderr: OwnedFd,
     },
+    /// A pty that the child allocates itself once it is in the container's root (like runc:
+    /// from the container's devpts, so that the slave is /dev/pts/N there), sending the master
+    /// to the agent over `sock`.
     Pty {
-        slave: OwnedFd,
-        path: PathBuf,
+        size: Option<(u16, u16)>,
+        /// The VM's devpts (O_PATH), used when the container has no usable /dev/ptmx.
+        vm_pts: OwnedFd,
+        sock: OwnedFd,
     },
+}
+
+/// The agent's side of a process's stdio while the process is being started.
+pub enum PendingStdio {
+    Ready(ParentStdio),
+    /// The pty master comes from the child on this socket.
+    Pty(OwnedFd),
 }
 
 fn pipe() -> Result<(File, File)> {
@@ -53,44 +69,31 @@ fn pipe() -> Result<(File, File)> {
     Ok((File::from(r), File::from(w)))
 }
 
-/// Creates the stdio of a new process.
+/// Creates the stdio of a new process (a pty is created later, by the child).
 pub fn make(
     terminal: bool,
     stdin: bool,
     size: Option<(u16, u16)>,
-) -> Result<(ParentStdio, ChildStdio)> {
+) -> Result<(PendingStdio, ChildStdio)> {
     if terminal {
-        let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
-            .ctx(|| "opening a pty master (/dev/ptmx)".into())?;
-        unlockpt(&master).ctx(|| "unlocking the pty".into())?;
-        let path = PathBuf::from(ptsname_r(&master).ctx(|| "naming the pty slave".into())?);
-        if let Some((rows, cols)) = size {
-            sys::set_winsize(master.as_fd(), rows, cols)
-                .ctx(|| "setting the console size".into())?;
-        }
-        let slave = OpenOptions::new()
+        let vm_pts = OpenOptions::new()
             .read(true)
-            .write(true)
-            .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
-            .open(&path)
-            .ctx(|| format!("opening the pty slave {}", path.display()))?;
-        let master = File::from(OwnedFd::from(master));
-        let reader = master
-            .try_clone()
-            .ctx(|| "duplicating the pty master".into())?;
-        let parent = ParentStdio {
-            stdin: None,
-            stdout: reader,
-            stderr: None,
-            pty: Some(Arc::new(master)),
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open("/dev/pts")
+            .ctx(|| "opening /dev/pts".into())?;
+        let (parent, child) = socketpair(
+            AddressFamily::Unix,
+            SockType::Stream,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .ctx(|| "creating a socket pair".into())?;
+        let child = ChildStdio::Pty {
+            size,
+            vm_pts: vm_pts.into(),
+            sock: child,
         };
-        return Ok((
-            parent,
-            ChildStdio::Pty {
-                slave: slave.into(),
-                path,
-            },
-        ));
+        return Ok((PendingStdio::Pty(parent), child));
     }
     let (stdin_r, stdin_w) = if stdin {
         let (r, w) = pipe()?;
@@ -115,37 +118,113 @@ pub fn make(
         stdout: stdout_w.into(),
         stderr: stderr_w.into(),
     };
-    Ok((parent, child))
+    Ok((PendingStdio::Ready(parent), child))
+}
+
+impl PendingStdio {
+    /// Once the child has exec'd: the agent's ends, with the pty master the child sent.
+    pub fn finish(self) -> Result<ParentStdio> {
+        let sock = match self {
+            Self::Ready(p) => return Ok(p),
+            Self::Pty(sock) => sock,
+        };
+        let mut byte = [0u8; 1];
+        let mut iov = [IoSliceMut::new(&mut byte)];
+        let mut space = nix::cmsg_space!([RawFd; 1]);
+        let msg = recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .ctx(|| "receiving the pty master from the process".into())?;
+        let mut master = None;
+        let cmsgs = msg
+            .cmsgs()
+            .ctx(|| "receiving the pty master from the process".into())?;
+        for c in cmsgs {
+            if let ControlMessageOwned::ScmRights(fds) = c {
+                for fd in fds {
+                    // SAFETY: the kernel just installed this fd in our table; nobody else owns
+                    // it (extra ones are closed on drop).
+                    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+                    master.get_or_insert(File::from(fd));
+                }
+            }
+        }
+        let master = master.ok_or_else(|| Error::msg("the process sent no pty master"))?;
+        let reader = master
+            .try_clone()
+            .ctx(|| "duplicating the pty master".into())?;
+        Ok(ParentStdio {
+            stdin: None,
+            stdout: reader,
+            stderr: None,
+            pty: Some(Arc::new(master)),
+        })
+    }
 }
 
 impl ChildStdio {
-    /// In the child (a session leader): makes these fds 0, 1 and 2; a pty becomes the
-    /// controlling terminal.
-    pub fn install(&self) -> Result<()> {
-        let fds = match self {
-            Self::Pipes {
-                stdin,
-                stdout,
-                stderr,
-            } => [stdin.as_raw_fd(), stdout.as_raw_fd(), stderr.as_raw_fd()],
-            Self::Pty { slave, .. } => [slave.as_raw_fd(); 3],
-        };
-        for (target, fd) in fds.into_iter().enumerate() {
-            sys::dup2(fd, target as i32).ctx(|| format!("setting up fd {target}"))?;
-        }
-        if let Self::Pty { .. } = self {
-            sys::set_controlling_tty(0).ctx(|| "setting the controlling terminal".into())?;
+    /// In the child (a session leader), before it enters the container: pipes become fds 0, 1
+    /// and 2 (a pty is installed by [`ChildStdio::install_pty`]).
+    pub fn install_pipes(&self) -> Result<()> {
+        if let Self::Pipes {
+            stdin,
+            stdout,
+            stderr,
+        } = self
+        {
+            let fds = [stdin.as_raw_fd(), stdout.as_raw_fd(), stderr.as_raw_fd()];
+            for (target, fd) in fds.into_iter().enumerate() {
+                sys::dup2(fd, target as i32).ctx(|| format!("setting up fd {target}"))?;
+            }
         }
         Ok(())
     }
 
-    /// The pty slave, to bind on /dev/console.
-    pub fn console(&self) -> Option<&Path> {
-        match self {
-            Self::Pty { path, .. } => Some(path),
-            Self::Pipes { .. } => None,
+    /// In the child (a session leader), in the container's root: allocates the pty from the
+    /// container's /dev/ptmx (the VM's devpts if that fails), sends the master to the agent and
+    /// makes the slave fds 0, 1 and 2 and the controlling terminal. Returns the slave's path in
+    /// the container (to bind on /dev/console), if it has one.
+    pub fn install_pty(&self) -> Result<Option<PathBuf>> {
+        let Self::Pty { size, vm_pts, sock } = self else {
+            return Ok(None);
+        };
+        let flags = OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
+        let (master, in_container) = match nix::fcntl::open("/dev/ptmx", flags, Mode::empty()) {
+            Ok(fd) => (fd, true),
+            Err(e) => {
+                debug!("no pty in the container ({}): using the VM's", e.desc());
+                let fd = nix::fcntl::openat(vm_pts.as_fd(), "ptmx", flags, Mode::empty())
+                    .ctx(|| "opening a pty master (/dev/ptmx)".into())?;
+                (fd, false)
+            }
+        };
+        sys::unlockpt(master.as_fd()).ctx(|| "unlocking the pty".into())?;
+        let n = sys::pty_number(master.as_fd()).ctx(|| "naming the pty slave".into())?;
+        if let Some((rows, cols)) = size {
+            sys::set_winsize(master.as_fd(), *rows, *cols)
+                .ctx(|| "setting the console size".into())?;
         }
+        let slave = sys::open_pty_peer(master.as_fd())
+            .ctx(|| format!("opening the pty slave /dev/pts/{n}"))?;
+        send_with_fd(sock.as_fd(), master.as_fd()).ctx(|| "sending the pty master".into())?;
+        drop(master);
+        for target in 0..3 {
+            sys::dup2(slave.as_raw_fd(), target).ctx(|| format!("setting up fd {target}"))?;
+        }
+        sys::set_controlling_tty(0).ctx(|| "setting the controlling terminal".into())?;
+        Ok(in_container.then(|| PathBuf::from(format!("/dev/pts/{n}"))))
     }
+}
+
+/// Sends one byte with `fd` attached.
+fn send_with_fd(sock: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> nix::Result<()> {
+    let raw = [fd.as_raw_fd()];
+    let cmsg = [ControlMessage::ScmRights(&raw)];
+    let iov = [IoSlice::new(&[0u8])];
+    sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None).map(drop)
 }
 
 /// An output stream being relayed to the host.

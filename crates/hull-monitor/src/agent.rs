@@ -79,6 +79,11 @@ impl AgentConn {
         self.sinks.lock().unwrap().insert(stream.0, sink);
     }
 
+    /// Forgets the sink of `stream` (closing it), e.g. when its process never started.
+    pub fn remove_sink(&self, stream: StreamId) {
+        self.sinks.lock().unwrap().remove(&stream.0);
+    }
+
     /// Sends a request and waits up to `timeout` for its reply.
     pub fn request(&self, request: HostRequest, timeout: Duration) -> Result<Reply, RequestError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);

@@ -46,6 +46,8 @@ pub enum MonitorError {
     Agent(String),
     #[error("agent channel")]
     Protocol(#[from] hull_protocol::ProtocolError),
+    #[error(transparent)]
+    Hook(#[from] hull_oci::hooks::HookError),
     #[error("interrupted by signal {0} before the container started")]
     Interrupted(i32),
 }

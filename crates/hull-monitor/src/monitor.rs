@@ -88,6 +88,7 @@ pub fn run(opts: Options) -> Result<i32, MonitorError> {
         next_exec: 1,
         tty_restore: None,
         init_stdio: None,
+        poststart: Vec::new(),
     };
     let r = m.run();
     if let (Err(e), Some(ready)) = (&r, m.ready.as_mut()) {
@@ -123,6 +124,7 @@ struct Monitor {
     tty_restore: Option<nix::sys::termios::Termios>,
     /// The init process's stdin source and terminal, prepared at create time.
     init_stdio: Option<(File, Option<File>)>,
+    poststart: Vec<oci_spec::runtime::Hook>,
 }
 
 struct ExecEntry {
@@ -346,6 +348,21 @@ impl Monitor {
             accel: accel.accel.to_string(),
             paused: false,
         };
+        // createRuntime and prestart hooks: on the host, after the container is set up and
+        // before it is reported created; a failure fails create.
+        if let Some(h) = bundle.spec.hooks() {
+            let json = state.oci().to_string();
+            let create_runtime = h.create_runtime().clone().unwrap_or_default();
+            hull_oci::hooks::run_hooks("createRuntime", &create_runtime, &json)?;
+            let prestart = h.prestart().clone().unwrap_or_default();
+            hull_oci::hooks::run_hooks("prestart", &prestart, &json)?;
+        }
+        self.poststart = bundle
+            .spec
+            .hooks()
+            .as_ref()
+            .and_then(|h| h.poststart().clone())
+            .unwrap_or_default();
         sd.save(&state)?;
         if let Some(p) = &self.opts.pid_file {
             write_pid_file(p, std::process::id())?;
@@ -643,6 +660,12 @@ impl Monitor {
         self.timings.process_started_ms = self.ms();
         state.status = Status::Running;
         sd.save(state)?;
+        // poststart failures are warnings (runtime-spec).
+        if let Err(e) =
+            hull_oci::hooks::run_hooks("poststart", &self.poststart, &state.oci().to_string())
+        {
+            log::write("warning", &e.to_string());
+        }
         spawn_stdin_pump(vm.agent.clone(), StreamId::stdin(0), input);
         if let Some(tty) = tty_fd {
             spawn_winsize_poller(vm.agent.clone(), 0, tty);
@@ -870,15 +893,15 @@ impl Monitor {
                 spawn_stdin_pump(vm.agent.clone(), StreamId::stdin(exec_id), input);
                 self.execs.insert(exec_id, ExecEntry { reply, host_pid });
             }
-            Ok(other) => {
-                let _ = reply.send(CtlReply::Error {
-                    message: format!("unexpected reply {other:?}"),
-                });
-            }
-            Err(e) => {
-                let _ = reply.send(CtlReply::Error {
-                    message: request_error_text(e),
-                });
+            other => {
+                // It never ran: release its stdio now (no Eof will ever come for it).
+                vm.agent.remove_sink(StreamId::stdout(exec_id));
+                vm.agent.remove_sink(StreamId::stderr(exec_id));
+                let message = match other {
+                    Ok(r) => format!("unexpected reply {r:?}"),
+                    Err(e) => request_error_text(e),
+                };
+                let _ = reply.send(CtlReply::Error { message });
             }
         }
     }

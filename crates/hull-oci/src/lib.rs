@@ -5,6 +5,7 @@
 
 mod bundle;
 mod default_spec;
+pub mod hooks;
 mod plan;
 
 pub use bundle::{is_bind_mount, Bundle};

@@ -84,6 +84,26 @@ pub struct ContainerState {
     pub paused: bool,
 }
 
+impl ContainerState {
+    /// The OCI state document (what `state` prints and hooks read on stdin).
+    pub fn oci(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({
+            "ociVersion": "1.2.0",
+            "id": self.id,
+            "status": self.status,
+            "pid": self.pid,
+            "bundle": self.bundle,
+            "rootfs": self.rootfs,
+            "created": self.created,
+            "owner": self.owner,
+        });
+        if !self.annotations.is_empty() {
+            v["annotations"] = serde_json::json!(self.annotations);
+        }
+        v
+    }
+}
+
 /// The state directory of one container.
 #[derive(Debug, Clone)]
 pub struct StateDir {

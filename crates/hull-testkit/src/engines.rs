@@ -35,6 +35,21 @@ const DAEMON_START_TIMEOUT: Duration = Duration::from_secs(60);
 /// Deadline of each cleanup command run from `Drop`.
 const CLEANUP_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// `export` lines for the hull settings of this test process: engines (conmon) do not pass
+/// their environment on to the runtime, so the wrapper carries them (e.g. the fresh guest in
+/// `HULL_GUEST_DIR`, which `scripts/test.sh` sets).
+fn passed_env() -> String {
+    [
+        "HULL_GUEST_DIR",
+        "HULL_ACCEL",
+        "HULL_BOOT_TIMEOUT_SECS",
+        "HULL_MONITOR",
+    ]
+    .iter()
+    .filter_map(|k| std::env::var(k).ok().map(|v| format!("export {k}='{v}'\n")))
+    .collect()
+}
+
 /// The runtime binary under test: `$HULL_TEST_RUNTIME`, else the workspace's `hull-runtime`.
 pub fn runtime_under_test() -> PathBuf {
     match std::env::var_os(RUNTIME_ENV) {
@@ -237,7 +252,8 @@ impl TracedRuntime {
         let real = real.canonicalize().unwrap_or_else(|_| real.to_path_buf());
         let log = dir.path().join("calls.log");
         let script = format!(
-            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
+            "#!/bin/sh\n{}printf '%s\\n' \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
+            passed_env(),
             log.display(),
             real.display()
         );

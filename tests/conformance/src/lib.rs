@@ -22,3 +22,20 @@ pub fn assert_contains(haystack: &str, needle: &str) {
         "expected {needle:?} in:\n{haystack}"
     );
 }
+
+/// What `podman top` / `docker top` show for a container whose process is `cmd`.
+///
+/// Under runc that is the process itself. Under hull the container's processes run in the VM;
+/// on the host the container is represented by its monitor (the pid-file PID, the first PID of
+/// `hull-runtime ps`), whose command line names the container: `hull-monitor container … --id ID`.
+pub fn top_marker(cmd: &str) -> String {
+    let rt = hull_testkit::engines::runtime_under_test();
+    let is_hull = rt
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with("hull"));
+    if is_hull {
+        "hull-monitor container".to_string()
+    } else {
+        cmd.to_string()
+    }
+}

@@ -173,7 +173,7 @@ fn top_pause_and_unpause() {
     start_service(&d, image, &name);
 
     let top = d.docker(&["top", &name]).ok();
-    assert_contains(&top.stdout, "sleep 1000");
+    assert_contains(&top.stdout, &hull_conformance::top_marker("sleep 1000"));
     d.runtime().assert_called("ps");
 
     d.docker(&["pause", &name]).ok();

@@ -219,7 +219,7 @@ fn top_and_ps_list_the_container_process() {
     p.podman(&args).ok();
 
     let top = p.podman(&["top", &name]).ok();
-    assert_contains(&top.stdout, "sleep 1000");
+    assert_contains(&top.stdout, &hull_conformance::top_marker("sleep 1000"));
 
     let ps = p.podman(&["ps", "--format", "{{.Names}} {{.Status}}"]).ok();
     let line = ps

@@ -54,5 +54,23 @@ pub fn delete(ctx: &Ctx, a: liboci_cli::Delete) -> Result<i32> {
         }
     }
     sd.remove()?;
+    // poststop hooks run after the container is gone; failures are warnings (runtime-spec).
+    if let Some(st) = &st {
+        if let Ok(spec) = hull_oci::Bundle::load(&st.bundle) {
+            let hooks = spec
+                .spec
+                .hooks()
+                .as_ref()
+                .and_then(|h| h.poststop().clone())
+                .unwrap_or_default();
+            let mut stopped = st.clone();
+            stopped.status = Status::Stopped;
+            if let Err(e) =
+                hull_oci::hooks::run_hooks("poststop", &hooks, &stopped.oci().to_string())
+            {
+                hull_monitor::log::write("warning", &e.to_string());
+            }
+        }
+    }
     Ok(0)
 }

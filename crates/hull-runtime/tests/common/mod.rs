@@ -102,7 +102,22 @@ pub fn processes_mentioning(needle: &Path) -> Vec<u32> {
                 .unwrap_or(false)
         })
         .filter(|pid| hull_testkit::wait::pid_alive(*pid as i32))
+        .flat_map(|pid| std::iter::once(pid).chain(children(pid)))
         .collect()
+}
+
+/// Child PIDs of `pid`.
+pub fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let c = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+        out.extend(c.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+    }
+    out
 }
 
 fn wait_for_no_processes(needle: &Path, timeout: Duration) -> Vec<u32> {

@@ -1,0 +1,372 @@
+//! The runc lifecycle through `hull-runtime` (create/start/state/kill/delete/exec/ps/...) with
+//! real VMs, including the edge cases engines rely on.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{wait_status, Bundle, Root, VM_TIMEOUT};
+use serde_json::Value;
+
+/// `create` with the container's stdout/stderr going to files in `dir` (a pipe would be held open
+/// by the container, like with runc).
+fn create(root: &Root, b: &Bundle, id: &str) -> std::process::Output {
+    let out = std::fs::File::create(b.path().join("stdout")).unwrap();
+    let err = std::fs::File::create(b.path().join("stderr")).unwrap();
+    let mut c = root.cmd(&["create", "--bundle"]);
+    c.arg(b.path())
+        .arg("--pid-file")
+        .arg(b.path().join("pid"))
+        .arg(id);
+    let st = c
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .status()
+        .unwrap();
+    std::process::Output {
+        status: st,
+        stdout: vec![],
+        stderr: std::fs::read(b.path().join("stderr")).unwrap(),
+    }
+}
+
+fn hr(root: &Root, args: &[&str]) -> std::process::Output {
+    let mut c = root.cmd(args);
+    common::finish(common::spawn(&mut c, false), None, VM_TIMEOUT).into()
+}
+
+impl From<common::Out> for std::process::Output {
+    fn from(o: common::Out) -> Self {
+        use std::os::unix::process::ExitStatusExt;
+        std::process::Output {
+            status: std::process::ExitStatus::from_raw(o.code.unwrap_or(255) << 8),
+            stdout: o.stdout,
+            stderr: o.stderr,
+        }
+    }
+}
+
+fn state(root: &Root, id: &str) -> Value {
+    let out = hr(root, &["state", id]);
+    assert!(
+        out.status.success(),
+        "state {id}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn create_start_state_and_delete_follow_the_oci_lifecycle() {
+    let root = Root::new();
+    let b = Bundle::busybox(&["sh", "-c", "read line; echo got $line"]);
+    let out = create(&root, &b, "life");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let st = state(&root, "life");
+    assert_eq!(st["status"], "created");
+    assert_eq!(st["ociVersion"], "1.2.0");
+    assert_eq!(
+        st["bundle"],
+        b.path().canonicalize().unwrap().to_str().unwrap()
+    );
+    assert!(st["created"].as_str().unwrap().ends_with('Z'));
+    let pid: i32 = std::fs::read_to_string(b.path().join("pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(st["pid"], pid, "state pid is the pid-file pid");
+    assert!(hull_testkit::wait::pid_alive(pid));
+
+    assert!(hr(&root, &["start", "life"]).status.success());
+    assert_eq!(state(&root, "life")["status"], "running");
+    // Double start fails.
+    let again = hr(&root, &["start", "life"]);
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("cannot start"),
+        "{}",
+        stderr(&again)
+    );
+
+    // ps lists the host process that stands for the container.
+    let ps = hr(&root, &["ps", "--format", "json", "life"]);
+    let pids: Vec<i32> = serde_json::from_slice(&ps.stdout).unwrap();
+    assert_eq!(pids, vec![pid]);
+
+    // Running: delete without --force fails like runc.
+    let del = hr(&root, &["delete", "life"]);
+    assert!(!del.status.success());
+    assert!(
+        stderr(&del).contains("cannot delete container life that is not stopped: running"),
+        "{}",
+        stderr(&del)
+    );
+
+    // The process waits on stdin (/dev/null here): it ends at once with "got".
+    wait_status(&root, "life", "stopped");
+    assert_eq!(state(&root, "life")["pid"], 0);
+    assert_eq!(
+        std::fs::read_to_string(b.path().join("stdout")).unwrap(),
+        "got\n"
+    );
+    hull_testkit::wait::wait_for("the monitor to exit", Duration::from_secs(20), || {
+        (!hull_testkit::wait::pid_alive(pid)).then_some(())
+    });
+    assert!(hr(&root, &["delete", "life"]).status.success());
+    root.assert_clean("life");
+}
+
+#[test]
+fn kill_before_start_stops_the_container() {
+    let root = Root::new();
+    let b = Bundle::busybox(&["sleep", "1000"]);
+    assert!(create(&root, &b, "early").status.success());
+    assert!(hr(&root, &["kill", "early", "KILL"]).status.success());
+    wait_status(&root, "early", "stopped");
+    assert!(hr(&root, &["delete", "early"]).status.success());
+    root.assert_clean("early");
+}
+
+#[test]
+fn kill_accepts_signal_names_numbers_and_sig_prefix_and_delete_force_cleans() {
+    let root = Root::new();
+    let b = Bundle::busybox(&[
+        "sh",
+        "-c",
+        "trap 'echo term; exit 3' TERM; touch /ready; while true; do sleep 0.1; done",
+    ]);
+    assert!(create(&root, &b, "sigs").status.success());
+    assert!(hr(&root, &["start", "sigs"]).status.success());
+    let ready = b.rootfs().join("ready");
+    hull_testkit::wait::wait_for("the trap", VM_TIMEOUT, || ready.exists().then_some(()));
+    let bad = hr(&root, &["kill", "sigs", "NOSUCHSIG"]);
+    assert!(!bad.status.success() && stderr(&bad).contains("NOSUCHSIG"));
+    assert!(hr(&root, &["kill", "sigs", "SIGTERM"]).status.success());
+    wait_status(&root, "sigs", "stopped");
+    assert_eq!(
+        std::fs::read_to_string(b.path().join("stdout")).unwrap(),
+        "term\n"
+    );
+    let after = hr(&root, &["kill", "sigs", "9"]);
+    assert!(
+        !after.status.success() && stderr(&after).contains("container not running"),
+        "{}",
+        stderr(&after)
+    );
+    assert!(hr(&root, &["delete", "--force", "sigs"]).status.success());
+    root.assert_clean("sigs");
+}
+
+#[test]
+fn exec_runs_in_the_container_with_its_own_exit_status_and_pid_file() {
+    let root = Root::new();
+    let b = Bundle::busybox(&["sleep", "1000"]);
+    assert!(create(&root, &b, "ex").status.success());
+    assert!(hr(&root, &["start", "ex"]).status.success());
+    let pidf = b.path().join("exec.pid");
+    let mut c = root.cmd(&["exec", "--pid-file"]);
+    c.arg(&pidf)
+        .args(["ex", "sh", "-c", "hostname; cat; exit 5"]);
+    let child = common::spawn(&mut c, true);
+    let exec_pid = child.id();
+    let out = common::finish(child, Some(b"piped\n"), VM_TIMEOUT);
+    assert_eq!(out.code, Some(5), "{out}");
+    assert_eq!(out.stdout_str(), "runc\npiped\n");
+    assert_eq!(
+        std::fs::read_to_string(&pidf).unwrap().trim(),
+        exec_pid.to_string()
+    );
+
+    // --detach: the pid-file names a host process that ends with the exec'd process.
+    let out = hr(
+        &root,
+        &[
+            "exec",
+            "--detach",
+            "--pid-file",
+            pidf.to_str().unwrap(),
+            "ex",
+            "sh",
+            "-c",
+            "sleep 0.5; exit 4",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pid: i32 = std::fs::read_to_string(&pidf)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    hull_testkit::wait::wait_for("the detached exec to end", VM_TIMEOUT, || {
+        (!hull_testkit::wait::pid_alive(pid)).then_some(())
+    });
+    // A command that does not exist is an error, like runc's.
+    let out = hr(&root, &["exec", "ex", "/nonexistent"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("/nonexistent"), "{}", stderr(&out));
+
+    let stats = hr(&root, &["events", "--stats", "ex"]);
+    let v: Value = serde_json::from_slice(&stats.stdout).unwrap();
+    assert_eq!(v["type"], "stats");
+    assert!(
+        v["data"]["memory"]["usage"]["limit"].as_u64().unwrap() > 100 << 20,
+        "{v}"
+    );
+
+    assert!(hr(&root, &["pause", "ex"]).status.success());
+    assert!(hr(&root, &["resume", "ex"]).status.success());
+    let out = hr(&root, &["exec", "ex", "true"]);
+    assert!(out.status.success(), "exec after resume: {}", stderr(&out));
+
+    assert!(hr(&root, &["delete", "--force", "ex"]).status.success());
+    root.assert_clean("ex");
+}
+
+#[test]
+fn unknown_containers_fail_cleanly_and_force_delete_of_unknown_succeeds() {
+    let root = Root::new();
+    let out = hr(&root, &["state", "ghost"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("\"ghost\" does not exist"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!hr(&root, &["kill", "ghost"]).status.success());
+    assert!(!hr(&root, &["start", "ghost"]).status.success());
+    assert!(!hr(&root, &["delete", "ghost"]).status.success());
+    assert!(hr(&root, &["delete", "--force", "ghost"]).status.success());
+    assert!(root.leftovers().is_empty());
+}
+
+#[test]
+fn log_json_records_errors_for_engines() {
+    let root = Root::new();
+    let log = root.path().join(".log.json");
+    let out = hr(
+        &root,
+        &[
+            "--log",
+            log.to_str().unwrap(),
+            "--log-format",
+            "json",
+            "state",
+            "ghost",
+        ],
+    );
+    assert!(!out.status.success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    let last: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(last["level"], "error");
+    assert!(last["msg"].as_str().unwrap().contains("ghost"));
+    assert!(last["time"].as_str().is_some());
+}
+
+#[test]
+fn spec_and_features_tell_the_truth() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Root::new();
+    assert!(
+        hr(&root, &["spec", "--bundle", dir.path().to_str().unwrap()])
+            .status
+            .success()
+    );
+    let spec: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap()).unwrap();
+    assert_eq!(spec["process"]["terminal"], true);
+    assert!(
+        !hr(&root, &["spec", "--bundle", dir.path().to_str().unwrap()])
+            .status
+            .success(),
+        "refuses to overwrite"
+    );
+    let f: Value = serde_json::from_slice(&hr(&root, &["features"]).stdout).unwrap();
+    assert_eq!(
+        f["linux"]["seccomp"]["enabled"], false,
+        "seccomp is not enforced in the guest yet"
+    );
+    assert!(f["hooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|h| h == "poststop"));
+}
+
+#[test]
+fn ten_containers_in_parallel_leave_nothing_behind() {
+    let root = Root::new();
+    let bundles: Vec<Bundle> = (0..10)
+        .map(|_| Bundle::busybox(&["sh", "-c", "echo ok"]))
+        .collect();
+    let ids: Vec<String> = (0..10).map(|i| format!("par{i}")).collect();
+    std::thread::scope(|s| {
+        for (b, id) in bundles.iter().zip(&ids) {
+            let root = &root;
+            s.spawn(move || {
+                let out = create(root, b, id);
+                assert!(out.status.success(), "{id}: {}", stderr(&out));
+                assert!(hr(root, &["start", id]).status.success());
+                wait_status(root, id, "stopped");
+                assert_eq!(
+                    std::fs::read_to_string(b.path().join("stdout")).unwrap(),
+                    "ok\n"
+                );
+                assert!(hr(root, &["delete", id]).status.success());
+            });
+        }
+    });
+    root.assert_clean("par*");
+}
+
+#[test]
+fn host_hooks_run_in_order_with_the_state_and_a_failing_prestart_fails_create_cleanly() {
+    let root = Root::new();
+    let log = tempfile::tempdir().unwrap();
+    let hook = |name: &str| {
+        let f = log.path().join("hooks.log");
+        serde_json::json!({"path": "/bin/sh", "args": ["sh", "-c", format!("read s; echo {name} \"$s\" >> {}", f.display())]})
+    };
+    let mut b = Bundle::busybox(&["true"]);
+    b.edit(|c| {
+        c["hooks"] = serde_json::json!({
+            "createRuntime": [hook("createRuntime")],
+            "prestart": [hook("prestart")],
+            "poststart": [hook("poststart")],
+            "poststop": [hook("poststop")],
+        })
+    });
+    assert!(create(&root, &b, "hooks").status.success());
+    assert!(hr(&root, &["start", "hooks"]).status.success());
+    wait_status(&root, "hooks", "stopped");
+    assert!(hr(&root, &["delete", "hooks"]).status.success());
+    let text = std::fs::read_to_string(log.path().join("hooks.log")).unwrap();
+    let names: Vec<&str> = text.lines().map(|l| l.split(' ').next().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["createRuntime", "prestart", "poststart", "poststop"],
+        "{text}"
+    );
+    let first: Value =
+        serde_json::from_str(text.lines().next().unwrap().split_once(' ').unwrap().1).unwrap();
+    assert_eq!(first["id"], "hooks");
+    assert!(first["pid"].as_i64().unwrap() > 0);
+    root.assert_clean("hooks");
+
+    let mut b = Bundle::busybox(&["true"]);
+    b.edit(|c| c["hooks"] = serde_json::json!({"prestart": [{"path": "/bin/false"}]}));
+    let out = create(&root, &b, "badhook");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("prestart hook /bin/false"),
+        "{}",
+        stderr(&out)
+    );
+    root.assert_clean("badhook");
+}
