@@ -65,7 +65,11 @@ fn stderr(o: &std::process::Output) -> String {
 #[test]
 fn create_start_state_and_delete_follow_the_oci_lifecycle() {
     let root = Root::new();
-    let b = Bundle::busybox(&["sh", "-c", "read line; echo got $line"]);
+    let b = Bundle::busybox(&[
+        "sh",
+        "-c",
+        "while [ ! -e /go ]; do sleep 0.05; done; echo got",
+    ]);
     let out = create(&root, &b, "life");
     assert!(out.status.success(), "{}", stderr(&out));
     let st = state(&root, "life");
@@ -109,7 +113,8 @@ fn create_start_state_and_delete_follow_the_oci_lifecycle() {
         stderr(&del)
     );
 
-    // The process waits on stdin (/dev/null here): it ends at once with "got".
+    // Let the process finish.
+    std::fs::write(b.rootfs().join("go"), "").unwrap();
     wait_status(&root, "life", "stopped");
     assert_eq!(state(&root, "life")["pid"], 0);
     assert_eq!(
@@ -168,7 +173,8 @@ fn kill_accepts_signal_names_numbers_and_sig_prefix_and_delete_force_cleans() {
 fn exec_runs_in_the_container_with_its_own_exit_status_and_pid_file() {
     let root = Root::new();
     let b = Bundle::busybox(&["sleep", "1000"]);
-    assert!(create(&root, &b, "ex").status.success());
+    let out = create(&root, &b, "ex");
+    assert!(out.status.success(), "{}", stderr(&out));
     assert!(hr(&root, &["start", "ex"]).status.success());
     let pidf = b.path().join("exec.pid");
     let mut c = root.cmd(&["exec", "--pid-file"]);
