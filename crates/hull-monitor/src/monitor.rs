@@ -365,7 +365,7 @@ impl Monitor {
             .unwrap_or_default();
         sd.save(&state)?;
         if let Some(p) = &self.opts.pid_file {
-            write_pid_file(p, std::process::id())?;
+            sys::write_pid_file(p, std::process::id() as i32)?;
         }
 
         let mut vm = Vm {
@@ -977,16 +977,6 @@ fn keep_console(console: &Path, id: &str) -> PathBuf {
         Ok(_) => kept,
         Err(_) => console.to_path_buf(),
     }
-}
-
-fn write_pid_file(path: &Path, pid: u32) -> Result<(), MonitorError> {
-    let tmp = path.with_extension(format!("hull-tmp{pid}"));
-    std::fs::write(&tmp, pid.to_string())
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(MonitorError::sys(format!(
-            "write pid file {}",
-            path.display()
-        )))
 }
 
 /// A duplicate of one of our standard fds (survives the original being replaced).

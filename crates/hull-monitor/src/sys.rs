@@ -241,3 +241,14 @@ pub fn close_stdio() {
         }
     }
 }
+
+/// Writes a pid file atomically (engines read it as soon as it exists).
+pub fn write_pid_file(path: &Path, pid: i32) -> Result<(), MonitorError> {
+    let tmp = path.with_extension(format!("hull-tmp{pid}"));
+    std::fs::write(&tmp, pid.to_string())
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(MonitorError::sys(format!(
+            "write pid file {}",
+            path.display()
+        )))
+}

@@ -71,19 +71,19 @@ pub fn exec(ctx: &Ctx, a: liboci_cli::Exec) -> Result<i32> {
         match unsafe { nix::unistd::fork() }? {
             nix::unistd::ForkResult::Parent { child } => {
                 if let Some(p) = &a.pid_file {
-                    write_pid_file(p, child.as_raw())?;
+                    hull_monitor::sys::write_pid_file(p, child.as_raw())?;
                 }
                 return Ok(0);
             }
             nix::unistd::ForkResult::Child => {
                 let _ = nix::unistd::setsid();
-                close_stdio();
+                hull_monitor::sys::close_stdio();
                 std::process::exit(wait_exit(&ctl.path, &mut client, exec_id, slave.as_ref()));
             }
         }
     }
     if let Some(p) = &a.pid_file {
-        write_pid_file(p, std::process::id() as i32)?;
+        hull_monitor::sys::write_pid_file(p, std::process::id() as i32)?;
     }
     Ok(wait_exit(&ctl.path, &mut client, exec_id, slave.as_ref()))
 }
@@ -170,24 +170,4 @@ fn build_process(a: &liboci_cli::Exec, bundle: &Path) -> Result<Process> {
         p.set_no_new_privileges(Some(true));
     }
     Ok(p)
-}
-
-fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
-    let tmp = path.with_extension(format!("hull-tmp{pid}"));
-    std::fs::write(&tmp, pid.to_string())
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .with_context(|| format!("write pid file {}", path.display()))
-}
-
-fn close_stdio() {
-    if let Ok(null) = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-    {
-        for fd in 0..3 {
-            // SAFETY: dup2 onto the standard fds; `null` stays open for the call.
-            unsafe { libc::dup2(null.as_raw_fd(), fd) };
-        }
-    }
 }
