@@ -1,0 +1,310 @@
+//! hull's benchmark harness. `cargo run --release -p hull-bench -- --help`; what each figure
+//! means is in the README's "Benchmarks" section.
+
+mod bare;
+mod host;
+mod hull;
+mod io;
+mod memory;
+mod procs;
+mod report;
+mod stats;
+mod ttw;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+
+/// Benchmarks hull against a bare QEMU boot and runc: time-to-workload, its phases, memory per
+/// idle container, density and shared-fs I/O. Prints a markdown report and writes JSON.
+#[derive(Parser, Debug)]
+#[command(name = "hull-bench")]
+struct Args {
+    /// Runs per case (plus one discarded warm-up round of time-to-workload).
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Idle containers started at once in the density case.
+    #[arg(long, default_value_t = 10)]
+    density: usize,
+    /// Where to write the JSON results [default: <workspace>/target/hull-bench.json].
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Skip the shared-fs I/O case (the slowest).
+    #[arg(long)]
+    skip_io: bool,
+    /// Only these cases (comma-separated: ttw, memory, density, io).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Directory of the hull-runtime and hull-monitor to measure. Default: this checkout's,
+    /// built first (`cargo build -p hull-runtime -p hull-monitor` in the profile of this
+    /// binary) when run through `cargo run`; else the ones next to this binary; else
+    /// /usr/local/bin.
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+}
+
+/// What every case needs.
+pub struct Ctx {
+    pub runtime: PathBuf,
+    pub runc: Option<PathBuf>,
+    /// Scratch directory (bare initramfs, timings files, runc root, I/O files).
+    pub work: PathBuf,
+    /// Stdout/stderr of what the harness runs.
+    pub logs: PathBuf,
+}
+
+impl Ctx {
+    /// Deadline for `n` VMs booting at once under TCG on a small host (bounds a hang only).
+    pub fn boot_timeout(&self, n: usize) -> Duration {
+        Duration::from_secs(90 + 15 * n as u64)
+    }
+}
+
+const CASES: [&str; 4] = ["ttw", "memory", "density", "io"];
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+fn has_hull(dir: &Path) -> bool {
+    dir.join("hull-runtime").is_file() && dir.join("hull-monitor").is_file()
+}
+
+/// The hull-runtime to measure (hull-runtime finds hull-monitor next to itself).
+fn resolve_runtime(args: &Args) -> Result<PathBuf> {
+    if let Some(d) = &args.bin_dir {
+        if !has_hull(d) {
+            bail!("{} has no hull-runtime and hull-monitor", d.display());
+        }
+        return Ok(d.join("hull-runtime"));
+    }
+    let exe = std::env::current_exe().context("current_exe")?;
+    let dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    let profile = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if let (Some(cargo), true) = (
+        std::env::var_os("CARGO"),
+        matches!(profile, "release" | "debug"),
+    ) {
+        eprintln!("hull-bench: building hull-runtime and hull-monitor ({profile})");
+        let mut c = Command::new(cargo);
+        c.current_dir(workspace_root()).args([
+            "build",
+            "-q",
+            "-p",
+            "hull-runtime",
+            "-p",
+            "hull-monitor",
+        ]);
+        if profile == "release" {
+            c.arg("--release");
+        }
+        let st = c
+            .status()
+            .context("cargo build -p hull-runtime -p hull-monitor")?;
+        if !st.success() {
+            bail!("building hull-runtime/hull-monitor failed (use --bin-dir to measure other binaries)");
+        }
+    }
+    if has_hull(&dir) {
+        return Ok(dir.join("hull-runtime"));
+    }
+    let installed = Path::new("/usr/local/bin");
+    if has_hull(installed) {
+        return Ok(installed.join("hull-runtime"));
+    }
+    bail!("no hull-runtime + hull-monitor next to this binary or in /usr/local/bin: run scripts/setup.sh or pass --bin-dir")
+}
+
+fn main() {
+    procs::install_interrupt_handler();
+    match real_main() {
+        Ok(0) => {}
+        Ok(n) => {
+            eprintln!("hull-bench: {n} run(s) failed (listed in the report)");
+            std::process::exit(2);
+        }
+        Err(e) => {
+            eprintln!("hull-bench: error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// The number of failed runs.
+fn real_main() -> Result<usize> {
+    let args = Args::parse();
+    if args.runs == 0 || args.density == 0 {
+        bail!("--runs and --density must be at least 1");
+    }
+    for c in &args.only {
+        if !CASES.contains(&c.as_str()) {
+            bail!("unknown case {c:?} in --only (cases: {})", CASES.join(", "));
+        }
+    }
+    let wants = |c: &str| {
+        (args.only.is_empty() || args.only.iter().any(|o| o == c)) && !(c == "io" && args.skip_io)
+    };
+    let json_path = args
+        .json
+        .clone()
+        .unwrap_or_else(|| workspace_root().join("target/hull-bench.json"));
+
+    let runtime = resolve_runtime(&args)?;
+    let load_at_start = host::load_avg();
+    let other_qemus = host::qemu_processes();
+    let work_dir = tempfile::Builder::new()
+        .prefix("hull-bench-")
+        .tempdir()
+        .context("create a scratch directory")?;
+    let ctx = Ctx {
+        runtime,
+        runc: hull_testkit::which("runc"),
+        work: work_dir.path().to_path_buf(),
+        logs: work_dir.path().join("logs"),
+    };
+    std::fs::create_dir_all(&ctx.logs)?;
+    if ctx.runc.is_none() {
+        eprintln!("hull-bench: runc not found: case (c) is skipped (apt-get install runc)");
+    }
+
+    eprintln!("hull-bench: preparing bundles");
+    let ttw_bundle = hull_testkit::bundle::Bundle::busybox(&["true"]);
+    let idle_bundle = hull_testkit::bundle::Bundle::busybox(&["sleep", "1000"]);
+
+    eprintln!("hull-bench: probe (one idle container: accelerator, QEMU command line)");
+    let probe = memory::probe(&ctx, idle_bundle.path())?;
+    let guest_dir = host::guest_dir();
+    let header = host::Header {
+        date: host::now_utc(),
+        checkout: host::checkout_rev(&workspace_root()),
+        accel: probe.accel.clone(),
+        qemu: host::qemu_version(&probe.qemu_exe),
+        kernel_key: host::kernel_key(&guest_dir),
+        cpu: host::cpu_model(),
+        cores: host::cores(),
+        host_kernel: host::host_kernel(),
+        runtime: ctx.runtime.clone(),
+        guest_dir,
+        tb_size_mib: std::env::var("HULL_TCG_TB_SIZE_MIB").unwrap_or_else(|_| "default".into()),
+        load_at_start,
+        other_qemus,
+    };
+    let mut rep = report::Report::new(header, args.runs, &probe.qemu_argv);
+
+    if wants("ttw") {
+        let initrd = ctx.work.join("bare-initramfs.cpio");
+        bare::write_initramfs(&initrd)?;
+        let argv = bare::bare_args(&probe.qemu_argv, &initrd);
+        rep.bare_argv = argv.clone();
+        rep.ttw = Some(ttw::run(
+            &ctx,
+            &argv,
+            ttw_bundle.path(),
+            args.runs,
+            &mut rep.failures,
+        )?);
+    }
+    let idle = idle_bundle.path();
+    if wants("memory") {
+        let g1 = groups(&ctx, idle, 1, "m1", args.runs, &mut rep.failures)?;
+        rep.memory.push(g1);
+    }
+    let density_is_10 = args.density == 10;
+    if wants("memory") && !(density_is_10 && wants("density")) {
+        let g10 = groups(&ctx, idle, 10, "m10", args.runs, &mut rep.failures)?;
+        rep.memory.push(g10);
+    }
+    if wants("density") {
+        let gs = groups(&ctx, idle, args.density, "d", args.runs, &mut rep.failures)?;
+        if density_is_10 && wants("memory") {
+            rep.memory.push(gs.clone());
+        }
+        rep.density = Some(gs);
+    }
+    if wants("io") {
+        let bind_dir = tempfile::Builder::new()
+            .prefix("hull-bench-bind-")
+            .tempdir()
+            .context("create the bind-mount source")?;
+        let mut b = hull_testkit::bundle::Bundle::busybox(&["true"]);
+        b.edit(|c| io::edit_config(c, bind_dir.path()));
+        let root = hull::StateRoot::new()?;
+        let mut r = report::IoRuns::default();
+        for i in 0..args.runs {
+            let run = format!("{}/{}", i + 1, args.runs);
+            let g = rep.failures.record(
+                &format!("shared-fs I/O in the guest, run {run}"),
+                io::guest(&ctx, &root, b.path(), &format!("io{i}")),
+            )?;
+            let h = rep.failures.record(
+                &format!("shared-fs I/O on the host, run {run}"),
+                io::host(bind_dir.path()),
+            )?;
+            if let Some(g) = g {
+                eprintln!(
+                    "hull-bench: io {run}: guest rootfs w {:.0} r {:.0}, bind w {:.0} r {:.0} MiB/s",
+                    g.rootfs_write, g.rootfs_read, g.bind_write, g.bind_read
+                );
+                r.guest.push(g);
+            }
+            if let Some(h) = h {
+                eprintln!("hull-bench: io {run}: host w {:.0} r {:.0} MiB/s", h.0, h.1);
+                r.host.push(h);
+            }
+        }
+        rep.io = Some(r);
+    }
+
+    let text = rep.markdown();
+    println!("{text}");
+    let json = rep.json();
+    if let Some(d) = json_path.parent() {
+        std::fs::create_dir_all(d).with_context(|| format!("create {}", d.display()))?;
+    }
+    std::fs::write(&json_path, serde_json::to_vec_pretty(&json)?)
+        .with_context(|| format!("write {}", json_path.display()))?;
+    eprintln!("hull-bench: JSON written to {}", json_path.display());
+    if !rep.failures.0.is_empty() {
+        eprintln!(
+            "hull-bench: logs of the failed runs kept in {}",
+            work_dir.keep().join("logs").display()
+        );
+    }
+    Ok(rep.failures.0.len())
+}
+
+/// `runs` rounds of `n` idle containers started at once.
+fn groups(
+    ctx: &Ctx,
+    idle: &Path,
+    n: usize,
+    tag: &str,
+    runs: usize,
+    failures: &mut report::Failures,
+) -> Result<Vec<memory::Group>> {
+    let mut out = Vec::new();
+    for i in 0..runs {
+        let run = format!("{}/{runs}", i + 1);
+        let what = format!("{n} idle container(s), run {run}");
+        if let Some(g) =
+            failures.record(&what, memory::group(ctx, idle, n, &format!("{tag}r{i}")))?
+        {
+            eprintln!(
+                "hull-bench: {what}: all running after {:.0} ms, PSS {:.1} MiB total (settled: {}), \
+                 processes left after kill: {:?}",
+                g.all_running_ms,
+                g.total.pss_kib as f64 / 1024.0,
+                g.settled,
+                g.leftovers
+            );
+            out.push(g);
+        }
+    }
+    Ok(out)
+}

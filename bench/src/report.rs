@@ -1,0 +1,472 @@
+//! The markdown report and the JSON results.
+
+use std::fmt::Write;
+
+use serde_json::{json, Map, Value};
+
+use crate::host::Header;
+use crate::io::{Io, MIB};
+use crate::memory::Group;
+use crate::stats::{round, summary_json, Summary};
+use crate::ttw::Ttw;
+
+/// Host phases in the order the monitor goes through them (ms since the monitor started).
+const HOST_PHASES: [&str; 10] = [
+    "host_prepared_ms",
+    "virtiofsd_spawned_ms",
+    "qemu_spawned_ms",
+    "qmp_ready_ms",
+    "agent_connected_ms",
+    "agent_ready_ms",
+    "container_created_ms",
+    "process_started_ms",
+    "process_exited_ms",
+    "teardown_done_ms",
+];
+/// Guest phases (guest CLOCK_BOOTTIME ms).
+const GUEST_PHASES: [&str; 4] = [
+    "guest_agent_start_ms",
+    "guest_agent_ready_ms",
+    "guest_process_started_ms",
+    "guest_process_exited_ms",
+];
+
+/// Runs that failed: the harness reports them and goes on with the other runs (a failed run is
+/// a finding too); only an interrupt stops it.
+#[derive(Debug, Default)]
+pub struct Failures(pub Vec<String>);
+
+impl Failures {
+    /// `Ok(Some(v))` for a success, `Ok(None)` for a recorded failure, `Err` if interrupted.
+    pub fn record<T>(&mut self, what: &str, r: anyhow::Result<T>) -> anyhow::Result<Option<T>> {
+        match r {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if crate::procs::interrupted() => Err(e),
+            Err(e) => {
+                let msg = format!("{what}: {e:#}");
+                eprintln!("hull-bench: FAILED {msg}");
+                self.0.push(msg);
+                Ok(None)
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct IoRuns {
+    pub guest: Vec<Io>,
+    /// (write, read) MiB/s on the host.
+    pub host: Vec<(f64, f64)>,
+}
+
+pub struct Report {
+    pub header: Header,
+    pub runs: usize,
+    pub qemu_argv: Vec<String>,
+    pub bare_argv: Vec<String>,
+    pub ttw: Option<Ttw>,
+    /// Groups of idle containers: [1 container runs, 10 containers runs].
+    pub memory: Vec<Vec<Group>>,
+    pub density: Option<Vec<Group>>,
+    pub io: Option<IoRuns>,
+    pub failures: Failures,
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// "12.3 (11.0–13.1)" with `prec` decimals, or "-".
+fn mmm(s: &Option<Summary>, prec: usize) -> String {
+    match s {
+        Some(s) if s.samples.len() > 1 => {
+            format!("{:.p$} ({:.p$}–{:.p$})", s.median, s.min, s.max, p = prec)
+        }
+        Some(s) => format!("{:.p$}", s.median, p = prec),
+        None => "-".into(),
+    }
+}
+
+fn ratio(a: &Option<Summary>, b: &Option<Summary>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if b.median > 0.0 => Some(a.median / b.median),
+        _ => None,
+    }
+}
+
+fn phase_values(timings: &[Map<String, Value>], key: &str) -> Vec<f64> {
+    timings
+        .iter()
+        .filter_map(|t| t.get(key)?.as_f64())
+        .collect()
+}
+
+/// Per run `t[key] - t[prev]`.
+fn phase_deltas(timings: &[Map<String, Value>], key: &str, prev: Option<&str>) -> Vec<f64> {
+    timings
+        .iter()
+        .filter_map(|t| {
+            let v = t.get(key)?.as_f64()?;
+            let p = match prev {
+                Some(p) => t.get(p)?.as_f64()?,
+                None => 0.0,
+            };
+            Some(v - p)
+        })
+        .collect()
+}
+
+/// Phases in their known order, then any the monitor added since (alphabetically).
+fn phase_order(timings: &[Map<String, Value>]) -> (Vec<String>, Vec<String>) {
+    let mut host: Vec<String> = HOST_PHASES.iter().map(|s| s.to_string()).collect();
+    let guest: Vec<String> = GUEST_PHASES.iter().map(|s| s.to_string()).collect();
+    let mut extra: Vec<String> = timings
+        .iter()
+        .flat_map(|t| t.keys().cloned())
+        .filter(|k| !host.contains(k) && !guest.contains(k))
+        .collect();
+    extra.sort();
+    extra.dedup();
+    host.retain(|k| timings.iter().any(|t| t.contains_key(k)));
+    let mut guest: Vec<String> = guest
+        .into_iter()
+        .filter(|k| timings.iter().any(|t| t.contains_key(k)))
+        .collect();
+    guest.extend(extra);
+    (host, guest)
+}
+
+fn group_summaries(gs: &[Group]) -> Value {
+    let n = gs.first().map(|g| g.n).unwrap_or(1).max(1) as f64;
+    let per = |f: &dyn Fn(&Group) -> u64| {
+        Summary::of(&gs.iter().map(|g| mib(f(g)) / n).collect::<Vec<_>>())
+    };
+    let total =
+        |f: &dyn Fn(&Group) -> u64| Summary::of(&gs.iter().map(|g| mib(f(g))).collect::<Vec<_>>());
+    json!({
+        "containers": gs.first().map(|g| g.n),
+        "all_running_ms": summary_json(&Summary::of(&gs.iter().map(|g| g.all_running_ms).collect::<Vec<_>>())),
+        "pss_mib_per_container": summary_json(&per(&|g| g.total.pss_kib)),
+        "rss_mib_per_container": summary_json(&per(&|g| g.total.rss_kib)),
+        "pss_mib_total": summary_json(&total(&|g| g.total.pss_kib)),
+        "rss_mib_total": summary_json(&total(&|g| g.total.rss_kib)),
+        "pss_mib_per_container_qemu": summary_json(&per(&|g| g.qemu.pss_kib)),
+        "pss_mib_per_container_virtiofsd": summary_json(&per(&|g| g.virtiofsd.pss_kib)),
+        "pss_mib_per_container_monitor": summary_json(&per(&|g| g.monitor.pss_kib)),
+        "rss_mib_per_container_qemu": summary_json(&per(&|g| g.qemu.rss_kib)),
+        "rss_mib_per_container_virtiofsd": summary_json(&per(&|g| g.virtiofsd.rss_kib)),
+        "rss_mib_per_container_monitor": summary_json(&per(&|g| g.monitor.rss_kib)),
+        "settled": gs.iter().map(|g| g.settled).collect::<Vec<_>>(),
+        "settle_s": gs.iter().map(|g| round(g.settle_s)).collect::<Vec<_>>(),
+        "cleanup_ms": summary_json(&Summary::of(&gs.iter().map(|g| g.cleanup_ms).collect::<Vec<_>>())),
+        "leftover_pids": gs.iter().flat_map(|g| g.leftovers.clone()).collect::<Vec<_>>(),
+    })
+}
+
+impl Report {
+    pub fn new(header: Header, runs: usize, qemu_argv: &[String]) -> Self {
+        Self {
+            header,
+            runs,
+            qemu_argv: qemu_argv.to_vec(),
+            bare_argv: Vec::new(),
+            ttw: None,
+            memory: Vec::new(),
+            density: None,
+            io: None,
+            failures: Failures::default(),
+        }
+    }
+
+    fn ttw_summaries(&self) -> Option<[Option<Summary>; 3]> {
+        let t = self.ttw.as_ref()?;
+        Some([
+            Summary::of(&t.bare_ms),
+            Summary::of(&t.hull_ms),
+            Summary::of(&t.runc_ms),
+        ])
+    }
+
+    pub fn markdown(&self) -> String {
+        let h = &self.header;
+        let mut s = String::new();
+        let _ = writeln!(s, "## hull benchmark\n");
+        let _ = writeln!(
+            s,
+            "{} · checkout {} · accel **{}** · QEMU {} · guest kernel config `{}` · {} · {} cores · host {} · {} runs per case",
+            h.date, h.checkout, h.accel, h.qemu, h.kernel_key, h.cpu, h.cores, h.host_kernel, self.runs
+        );
+        let _ = writeln!(
+            s,
+            "load average at start {} · other QEMU processes on the host {}{}",
+            h.load_at_start,
+            h.other_qemus,
+            if h.other_qemus > 0 {
+                " (they share PSS pages and CPU with the figures below)"
+            } else {
+                ""
+            }
+        );
+        let _ = writeln!(
+            s,
+            "runtime `{}` · guest `{}` · TCG tb-size: {}\n",
+            h.runtime.display(),
+            h.guest_dir.display(),
+            if h.tb_size_mib == "default" {
+                "hull's default".to_string()
+            } else {
+                format!("{} MiB (HULL_TCG_TB_SIZE_MIB)", h.tb_size_mib)
+            }
+        );
+
+        if let (Some(t), Some([a, b, c])) = (&self.ttw, self.ttw_summaries()) {
+            let _ = writeln!(
+                s,
+                "### Time to workload: `true` in a busybox bundle (ms, median (min–max))\n"
+            );
+            let _ = writeln!(s, "| case | ms |\n|---|---:|");
+            let _ = writeln!(
+                s,
+                "| (a) bare QEMU boot, same kernel + machine, power-off init | {} |",
+                mmm(&a, 0)
+            );
+            let _ = writeln!(s, "| (b) `hull-runtime run` | {} |", mmm(&b, 0));
+            let _ = writeln!(s, "| (c) `runc run` | {} |", mmm(&c, 0));
+            if let Some(r) = ratio(&b, &a) {
+                let _ = writeln!(s, "| **b / a** (target ≤ 1.25) | **{r:.2}×** |");
+            }
+            if let Some(r) = ratio(&b, &c) {
+                let _ = writeln!(s, "| b / c | {r:.1}× |");
+            }
+            let (host, guest) = phase_order(&t.timings);
+            if !host.is_empty() {
+                let _ = writeln!(s, "\n### Phases of (b) (median ms; Δ = median of per-run differences to the previous phase)\n");
+                let _ = writeln!(
+                    s,
+                    "| phase (host, since monitor start) | at | Δ |\n|---|---:|---:|"
+                );
+                let mut prev: Option<&str> = None;
+                for k in &host {
+                    let at = Summary::of(&phase_values(&t.timings, k));
+                    let d = Summary::of(&phase_deltas(&t.timings, k, prev));
+                    let _ = writeln!(
+                        s,
+                        "| {} | {:.1} | {:.1} |",
+                        k.trim_end_matches("_ms"),
+                        at.map(|x| x.median).unwrap_or(f64::NAN),
+                        d.map(|x| x.median).unwrap_or(f64::NAN)
+                    );
+                    prev = Some(k);
+                }
+                if let Some(last) = prev {
+                    let exit: Vec<f64> = t
+                        .timings
+                        .iter()
+                        .zip(&t.hull_ms)
+                        .filter_map(|(m, wall)| Some(wall - m.get(last)?.as_f64()?))
+                        .collect();
+                    let _ = writeln!(
+                        s,
+                        "| runtime start→exit minus the above (exec, process exit) | | {:.1} |",
+                        Summary::of(&exit).map(|x| x.median).unwrap_or(f64::NAN)
+                    );
+                }
+                let _ = writeln!(
+                    s,
+                    "\n| phase (guest CLOCK_BOOTTIME) | at | Δ |\n|---|---:|---:|"
+                );
+                let mut prev: Option<&str> = None;
+                for k in &guest {
+                    let at = Summary::of(&phase_values(&t.timings, k));
+                    let d = Summary::of(&phase_deltas(&t.timings, k, prev));
+                    let _ = writeln!(
+                        s,
+                        "| {} | {:.1} | {:.1} |",
+                        k.trim_end_matches("_ms"),
+                        at.map(|x| x.median).unwrap_or(f64::NAN),
+                        d.map(|x| x.median).unwrap_or(f64::NAN)
+                    );
+                    prev = Some(k);
+                }
+            }
+            s.push('\n');
+        }
+
+        if !self.memory.is_empty() {
+            let _ = writeln!(s, "### Memory of idle containers (`sleep 1000`, 256 MiB guest RAM, after PSS settled; MiB, median (min–max))\n");
+            let _ = writeln!(s, "| containers | PSS / container | RSS / container | PSS total | PSS QEMU | PSS virtiofsd | PSS monitor | settled |");
+            let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|---:|---|");
+            for gs in self.memory.iter().filter(|gs| !gs.is_empty()) {
+                let n = gs.first().map(|g| g.n).unwrap_or(1).max(1) as f64;
+                let per = |f: &dyn Fn(&Group) -> u64| {
+                    Summary::of(&gs.iter().map(|g| mib(f(g)) / n).collect::<Vec<_>>())
+                };
+                let tot = Summary::of(&gs.iter().map(|g| mib(g.total.pss_kib)).collect::<Vec<_>>());
+                let settled = gs.iter().filter(|g| g.settled).count();
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {} | {} | {} | {}/{} |",
+                    n,
+                    mmm(&per(&|g| g.total.pss_kib), 1),
+                    mmm(&per(&|g| g.total.rss_kib), 1),
+                    mmm(&tot, 1),
+                    mmm(&per(&|g| g.qemu.pss_kib), 1),
+                    mmm(&per(&|g| g.virtiofsd.pss_kib), 1),
+                    mmm(&per(&|g| g.monitor.pss_kib), 1),
+                    settled,
+                    gs.len()
+                );
+            }
+            s.push('\n');
+        }
+
+        if let Some(gs) = self.density.as_ref().filter(|gs| !gs.is_empty()) {
+            let n = gs.first().map(|g| g.n).unwrap_or(0);
+            let all = Summary::of(
+                &gs.iter()
+                    .map(|g| g.all_running_ms / 1e3)
+                    .collect::<Vec<_>>(),
+            );
+            let pss = Summary::of(&gs.iter().map(|g| mib(g.total.pss_kib)).collect::<Vec<_>>());
+            let cleanup = Summary::of(&gs.iter().map(|g| g.cleanup_ms).collect::<Vec<_>>());
+            let left: Vec<i32> = gs.iter().flat_map(|g| g.leftovers.clone()).collect();
+            let _ = writeln!(
+                s,
+                "### Density: {n} idle containers started at once (median (min–max))\n"
+            );
+            let _ = writeln!(s, "| all `running` (s) | PSS total (MiB) | kill → no process left (ms) | processes left |");
+            let _ = writeln!(s, "|---:|---:|---:|---|");
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} |\n",
+                mmm(&all, 2),
+                mmm(&pss, 1),
+                mmm(&cleanup, 0),
+                if left.is_empty() {
+                    "none".to_string()
+                } else {
+                    format!("{left:?}")
+                }
+            );
+        }
+
+        if let Some(io) = &self.io {
+            let col =
+                |f: &dyn Fn(&Io) -> f64| Summary::of(&io.guest.iter().map(f).collect::<Vec<_>>());
+            let hw = Summary::of(&io.host.iter().map(|h| h.0).collect::<Vec<_>>());
+            let hr = Summary::of(&io.host.iter().map(|h| h.1).collect::<Vec<_>>());
+            let _ = writeln!(s, "### Shared-fs I/O: {MIB} MiB sequential, `dd bs=1M` (MiB/s, median (min–max); guest RAM 512 MiB)\n");
+            let _ = writeln!(s, "| where | write (conv=fsync) | read (guest cache dropped) | write / host | read / host |");
+            let _ = writeln!(s, "|---|---:|---:|---:|---:|");
+            let _ = writeln!(
+                s,
+                "| host (same filesystem) | {} | {} | 1 | 1 |",
+                mmm(&hw, 0),
+                mmm(&hr, 0)
+            );
+            for (name, w, r) in [
+                (
+                    "guest, rootfs share",
+                    col(&|i| i.rootfs_write),
+                    col(&|i| i.rootfs_read),
+                ),
+                (
+                    "guest, bind mount",
+                    col(&|i| i.bind_write),
+                    col(&|i| i.bind_read),
+                ),
+            ] {
+                let _ = writeln!(
+                    s,
+                    "| {name} | {} | {} | {:.2} | {:.2} |",
+                    mmm(&w, 0),
+                    mmm(&r, 0),
+                    ratio(&w, &hw).unwrap_or(f64::NAN),
+                    ratio(&r, &hr).unwrap_or(f64::NAN)
+                );
+            }
+            s.push('\n');
+        }
+
+        if !self.failures.0.is_empty() {
+            let _ = writeln!(
+                s,
+                "### Failed runs ({}; left out of the figures above)\n",
+                self.failures.0.len()
+            );
+            for f in &self.failures.0 {
+                let one_line: String = f.split_whitespace().collect::<Vec<_>>().join(" ");
+                let short: String = one_line.chars().take(400).collect();
+                let _ = writeln!(s, "- {short}");
+            }
+            s.push('\n');
+        }
+        s
+    }
+
+    pub fn json(&self) -> Value {
+        let mut v = json!({
+            "header": self.header.json(),
+            "runs": self.runs,
+            "hull_qemu_argv": self.qemu_argv,
+            "failures": self.failures.0,
+        });
+        if let (Some(t), Some([a, b, c])) = (&self.ttw, self.ttw_summaries()) {
+            let (host, guest) = phase_order(&t.timings);
+            let mut phases = Map::new();
+            let mut prev: Option<&str> = None;
+            for k in &host {
+                phases.insert(
+                    k.clone(),
+                    json!({
+                        "at": summary_json(&Summary::of(&phase_values(&t.timings, k))),
+                        "delta": summary_json(&Summary::of(&phase_deltas(&t.timings, k, prev))),
+                    }),
+                );
+                prev = Some(k);
+            }
+            let mut prev: Option<&str> = None;
+            for k in &guest {
+                phases.insert(
+                    k.clone(),
+                    json!({
+                        "at": summary_json(&Summary::of(&phase_values(&t.timings, k))),
+                        "delta": summary_json(&Summary::of(&phase_deltas(&t.timings, k, prev))),
+                    }),
+                );
+                prev = Some(k);
+            }
+            v["time_to_workload"] = json!({
+                "bare_qemu_boot_ms": summary_json(&a),
+                "hull_run_ms": summary_json(&b),
+                "runc_run_ms": summary_json(&c),
+                "ratio_hull_over_bare": ratio(&b, &a).map(round),
+                "ratio_hull_over_runc": ratio(&b, &c).map(round),
+                "bare_qemu_argv": self.bare_argv,
+                "phases": phases,
+                "timings_per_run": t.timings,
+            });
+        }
+        if !self.memory.is_empty() {
+            v["memory"] = Value::Array(self.memory.iter().map(|g| group_summaries(g)).collect());
+        }
+        if let Some(gs) = &self.density {
+            v["density"] = group_summaries(gs);
+        }
+        if let Some(io) = &self.io {
+            let col = |f: &dyn Fn(&Io) -> f64| {
+                summary_json(&Summary::of(&io.guest.iter().map(f).collect::<Vec<_>>()))
+            };
+            v["io"] = json!({
+                "size_mib": MIB,
+                "host_write_mib_s": summary_json(&Summary::of(&io.host.iter().map(|h| h.0).collect::<Vec<_>>())),
+                "host_read_mib_s": summary_json(&Summary::of(&io.host.iter().map(|h| h.1).collect::<Vec<_>>())),
+                "rootfs_write_mib_s": col(&|i| i.rootfs_write),
+                "rootfs_read_mib_s": col(&|i| i.rootfs_read),
+                "bind_write_mib_s": col(&|i| i.bind_write),
+                "bind_read_mib_s": col(&|i| i.bind_read),
+            });
+        }
+        v
+    }
+}
