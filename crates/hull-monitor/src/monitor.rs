@@ -520,7 +520,7 @@ impl Monitor {
     fn qemu_command(&self, assets: &Assets, plan: &VmPlan, accel: Accel) -> QemuCommand {
         let mut cmdline = String::from(
             "console=hvc0 reboot=t panic=-1 tsc=reliable no_timer_check rcupdate.rcu_expedited=1 \
-             cryptomgr.notests random.trust_cpu=on 8250.nr_uarts=0",
+             cryptomgr.notests random.trust_cpu=on 8250.nr_uarts=0 pci=off",
         );
         if accel == Accel::Tcg {
             // See hull_qemu::tsc: without it, TCG guests hang in TSC calibration on a busy host.
