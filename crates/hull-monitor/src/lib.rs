@@ -10,6 +10,7 @@ pub mod assets;
 pub mod control;
 mod error;
 pub mod fdpass;
+pub mod host_probe;
 pub mod log;
 mod monitor;
 pub mod share;

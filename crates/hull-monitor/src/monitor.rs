@@ -6,7 +6,7 @@ use std::io::{IsTerminal, Read, Write};
 use std::os::fd::{FromRawFd, RawFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
@@ -23,6 +23,7 @@ use hull_state::{ContainerState, StateDir, Status};
 use crate::agent::{AgentConn, Event, RequestError};
 use crate::assets::Assets;
 use crate::control::{self, CtlReply, CtlRequest};
+use crate::host_probe::{self, HostProbe};
 use crate::sys::{self, Accepted, ChildGuard};
 use crate::timings::{ns_to_ms, Timings};
 use crate::{log, share, tty, MonitorError};
@@ -174,7 +175,8 @@ impl Monitor {
             .unwrap_or(1);
         let plan = VmPlan::from_bundle(&bundle, host_cpus)?;
         let assets = Assets::locate()?;
-        let accel = self.choose_accel()?;
+        let probe = host_probe::load_or_probe(&self.opts.root, &self.opts.self_exe);
+        let accel = self.choose_accel(&probe)?;
         if let Some(notice) = accel.notice() {
             log::info(&notice);
             if std::io::stderr().is_terminal() {
@@ -214,7 +216,7 @@ impl Monitor {
 
         let agent_listener = bind(&sd, "agent.sock")?;
         let qmp_listener = bind(&sd, "qmp.sock")?;
-        let qcmd = self.qemu_command(&assets, &plan, accel.accel);
+        let qcmd = self.qemu_command(&assets, &plan, accel.accel, probe.tsc_khz);
         log::debug(&format!(
             "qemu: {} {:?}",
             qcmd.binary.display(),
@@ -454,77 +456,32 @@ impl Monitor {
         }
     }
 
-    /// The host TSC frequency (for TCG guests), measured once per host boot and cached.
-    fn host_tsc_khz(&self) -> Option<u64> {
-        let cache = self.opts.root.join(".host-tsc");
-        let boot_id =
-            std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
-        if let Ok(text) = std::fs::read_to_string(&cache) {
-            if let Some((b, k)) = text.split_once(' ') {
-                if b == boot_id.trim() {
-                    if let Ok(k) = k.trim().parse() {
-                        return Some(k);
-                    }
-                }
-            }
-        }
-        let khz = hull_qemu::tsc::host_tsc_khz(Duration::from_millis(10))?;
-        let _ = std::fs::create_dir_all(&self.opts.root);
-        let tmp = cache.with_extension(format!("tmp{}", std::process::id()));
-        if std::fs::write(&tmp, format!("{} {khz}", boot_id.trim())).is_ok() {
-            let _ = std::fs::rename(&tmp, &cache);
-        }
-        Some(khz)
-    }
-
-    fn choose_accel(&self) -> Result<AccelChoice, MonitorError> {
+    fn choose_accel(&self, probe: &HostProbe) -> Result<AccelChoice, MonitorError> {
         let forced = match (self.opts.accel, std::env::var("HULL_ACCEL")) {
             (Some(a), _) => Some(a),
             (None, Ok(v)) if !v.is_empty() => Some(v.parse()?),
             _ => None,
         };
-        if forced.is_some() {
-            let mut probe = Command::new(&self.opts.self_exe);
-            probe.arg("probe-kvm");
-            return Ok(hull_qemu::accel::choose(forced, Some(probe))?);
-        }
-        // The probe's answer holds until the host reboots: cache it per boot.
-        let cache = self.opts.root.join(".accel-probe");
-        let boot_id =
-            std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
-        if let Ok(text) = std::fs::read_to_string(&cache) {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
-                if v["boot_id"] == boot_id.trim() {
-                    if let Ok(accel) = serde_json::from_value::<Accel>(v["accel"].clone()) {
-                        let why = v["kvm_unusable"].as_str().map(str::to_string);
-                        return Ok(AccelChoice {
-                            accel,
-                            kvm_unusable: why,
-                        });
-                    }
-                }
-            }
-        }
-        let mut probe = Command::new(&self.opts.self_exe);
-        probe.arg("probe-kvm");
-        let choice = hull_qemu::accel::choose(None, Some(probe))?;
-        let _ = std::fs::create_dir_all(&self.opts.root);
-        let tmp = cache.with_extension(format!("tmp{}", std::process::id()));
-        let v = serde_json::json!({"boot_id": boot_id.trim(), "accel": choice.accel, "kvm_unusable": choice.kvm_unusable});
-        if std::fs::write(&tmp, v.to_string()).is_ok() {
-            let _ = std::fs::rename(&tmp, &cache);
-        }
-        Ok(choice)
+        Ok(hull_qemu::accel::resolve(
+            forced,
+            probe.kvm_unusable.clone(),
+        )?)
     }
 
-    fn qemu_command(&self, assets: &Assets, plan: &VmPlan, accel: Accel) -> QemuCommand {
+    fn qemu_command(
+        &self,
+        assets: &Assets,
+        plan: &VmPlan,
+        accel: Accel,
+        tsc_khz: Option<u64>,
+    ) -> QemuCommand {
         let mut cmdline = String::from(
             "console=hvc0 reboot=t panic=-1 tsc=reliable no_timer_check rcupdate.rcu_expedited=1 \
              cryptomgr.notests random.trust_cpu=on 8250.nr_uarts=0 pci=off",
         );
         if accel == Accel::Tcg {
             // See hull_qemu::tsc: without it, TCG guests hang in TSC calibration on a busy host.
-            if let Some(khz) = self.host_tsc_khz() {
+            if let Some(khz) = tsc_khz {
                 cmdline.push_str(&format!(" tsc_early_khz={khz}"));
             }
         }

@@ -74,27 +74,32 @@ pub fn choose(
     forced: Option<Accel>,
     probe_cmd: Option<Command>,
 ) -> Result<AccelChoice, AccelError> {
-    match forced {
-        Some(Accel::Tcg) => Ok(AccelChoice {
+    let kvm_unusable = match forced {
+        Some(Accel::Tcg) => None,
+        _ => kvm_usable(probe_cmd).err(),
+    };
+    resolve(forced, kvm_unusable)
+}
+
+/// The choice, given what a (possibly cached) probe found: `kvm_unusable` is why KVM cannot run
+/// a guest here, `None` if it can.
+pub fn resolve(
+    forced: Option<Accel>,
+    kvm_unusable: Option<String>,
+) -> Result<AccelChoice, AccelError> {
+    match (forced, kvm_unusable) {
+        (Some(Accel::Tcg), _) => Ok(AccelChoice {
             accel: Accel::Tcg,
             kvm_unusable: None,
         }),
-        Some(Accel::Kvm) => match kvm_usable(probe_cmd) {
-            Ok(()) => Ok(AccelChoice {
-                accel: Accel::Kvm,
-                kvm_unusable: None,
-            }),
-            Err(why) => Err(AccelError::KvmForcedUnusable(why)),
-        },
-        None => Ok(match kvm_usable(probe_cmd) {
-            Ok(()) => AccelChoice {
-                accel: Accel::Kvm,
-                kvm_unusable: None,
-            },
-            Err(why) => AccelChoice {
-                accel: Accel::Tcg,
-                kvm_unusable: Some(why),
-            },
+        (Some(Accel::Kvm), Some(why)) => Err(AccelError::KvmForcedUnusable(why)),
+        (_, None) => Ok(AccelChoice {
+            accel: Accel::Kvm,
+            kvm_unusable: None,
+        }),
+        (None, Some(why)) => Ok(AccelChoice {
+            accel: Accel::Tcg,
+            kvm_unusable: Some(why),
         }),
     }
 }
@@ -165,6 +170,16 @@ mod tests {
             }
         );
         assert_eq!(c.notice(), None);
+    }
+
+    #[test]
+    fn forcing_kvm_where_it_cannot_run_is_an_error_with_the_reason() {
+        let e = resolve(Some(Accel::Kvm), Some("PVM".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("PVM"), "{e}");
+        assert_eq!(resolve(None, None).unwrap().accel, Accel::Kvm);
+        assert_eq!(resolve(Some(Accel::Tcg), None).unwrap().accel, Accel::Tcg);
     }
 
     #[test]
