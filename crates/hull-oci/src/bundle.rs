@@ -31,6 +31,19 @@ pub fn is_bind_mount(m: &Mount) -> bool {
             .is_some_and(|o| o.iter().any(|x| x == "bind" || x == "rbind"))
 }
 
+/// Parses a config.json without the checks of [`Bundle::load`] (for a container that already
+/// exists: its rootfs may be gone by the time poststop hooks run).
+pub fn read_spec(config_path: &Path) -> Result<Spec, OciError> {
+    let text = std::fs::read(config_path).map_err(|source| OciError::ReadConfig {
+        path: config_path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_slice(&text).map_err(|e| OciError::ParseConfig {
+        path: config_path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
 impl Bundle {
     /// Loads `<dir>/config.json` and checks everything hull needs from it.
     pub fn load(dir: &Path) -> Result<Self, OciError> {
@@ -39,14 +52,7 @@ impl Bundle {
             source,
         })?;
         let config_path = dir.join("config.json");
-        let text = std::fs::read(&config_path).map_err(|source| OciError::ReadConfig {
-            path: config_path.clone(),
-            source,
-        })?;
-        let spec: Spec = serde_json::from_slice(&text).map_err(|e| OciError::ParseConfig {
-            path: config_path.clone(),
-            message: e.to_string(),
-        })?;
+        let spec = read_spec(&config_path)?;
         Self::from_spec(dir, config_path, spec)
     }
 

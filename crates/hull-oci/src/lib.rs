@@ -8,7 +8,7 @@ mod default_spec;
 pub mod hooks;
 mod plan;
 
-pub use bundle::{is_bind_mount, Bundle};
+pub use bundle::{is_bind_mount, read_spec, Bundle};
 pub use default_spec::default_spec;
 pub use plan::{Share, VmPlan, ANNOTATION_MEMORY_MIB, ANNOTATION_VCPUS, DEFAULT_MEMORY_MIB};
 

@@ -56,9 +56,8 @@ pub fn delete(ctx: &Ctx, a: liboci_cli::Delete) -> Result<i32> {
     sd.remove()?;
     // poststop hooks run after the container is gone; failures are warnings (runtime-spec).
     if let Some(st) = &st {
-        if let Ok(spec) = hull_oci::Bundle::load(&st.bundle) {
+        if let Ok(spec) = hull_oci::read_spec(&st.bundle.join("config.json")) {
             let hooks = spec
-                .spec
                 .hooks()
                 .as_ref()
                 .and_then(|h| h.poststop().clone())

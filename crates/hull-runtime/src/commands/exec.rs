@@ -140,11 +140,7 @@ fn build_process(a: &liboci_cli::Exec, bundle: &Path) -> Result<Process> {
     if a.command.is_empty() {
         return Err(anyhow!("exec needs a command (or --process)"));
     }
-    let spec: oci_spec::runtime::Spec = serde_json::from_slice(
-        &std::fs::read(bundle.join("config.json"))
-            .with_context(|| format!("read {}/config.json", bundle.display()))?,
-    )
-    .with_context(|| format!("{}/config.json", bundle.display()))?;
+    let spec = hull_oci::read_spec(&bundle.join("config.json"))?;
     let mut p = spec.process().clone().unwrap_or_default();
     p.set_args(Some(a.command.clone()));
     p.set_terminal(Some(a.tty));
