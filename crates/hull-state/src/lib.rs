@@ -315,6 +315,22 @@ pub struct LockGuard {
     _file: fs::File,
 }
 
+/// True if `pid` is a live process (not a zombie).
+pub fn process_alive(pid: i32) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
 /// Lists container ids under `root`.
 pub fn list(root: &Path) -> Result<Vec<String>, StateError> {
     let rd = match fs::read_dir(root) {
@@ -339,7 +355,8 @@ pub fn now_rfc3339() -> String {
     rfc3339(d.as_secs() as i64, d.subsec_nanos())
 }
 
-fn rfc3339(secs: i64, nanos: u32) -> String {
+/// `secs`.`nanos` since the epoch as RFC 3339 UTC.
+pub fn rfc3339(secs: i64, nanos: u32) -> String {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
@@ -377,6 +394,7 @@ mod tests {
     fn rfc3339_formats_known_instants() {
         assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00.000000000Z");
         assert_eq!(rfc3339(1_700_000_000, 5), "2023-11-14T22:13:20.000000005Z");
+        assert_eq!(rfc3339(951_782_400, 0), "2000-02-29T00:00:00.000000000Z");
     }
 
     #[test]

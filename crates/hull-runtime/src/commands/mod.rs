@@ -97,21 +97,7 @@ pub fn monitor_command(
     Ok(cmd)
 }
 
-/// True if `pid` is a live process (not a zombie).
-pub fn pid_alive(pid: i32) -> bool {
-    if pid <= 0 {
-        return false;
-    }
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !s
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z'),
-        Err(_) => false,
-    }
-}
+pub use hull_state::process_alive as pid_alive;
 
 /// Loads a container's state; a monitor that died without recording an exit means stopped.
 pub fn load(ctx: &Ctx, id: &str) -> Result<(StateDir, ContainerState)> {
