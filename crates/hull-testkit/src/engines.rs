@@ -851,13 +851,56 @@ hull = ["{runtime}"]
     ]
 }
 
-/// podman with a private store (`--root`, `--runroot`), private containers.conf declaring the
-/// runtime under test as `hull`, file locks and events, cgroupfs. The busybox image is in the
-/// store as [`LOCAL_NAME`]. Drop removes all its containers.
-pub struct Podman {
+/// A private containers/storage store and config for podman and buildah: `--root`, `--runroot`,
+/// a containers.conf declaring the runtime under test, with the busybox image in the store as
+/// [`LOCAL_NAME`]. Dropping it kills and unmounts whatever still lives under its directory.
+struct ContainersStore {
     runtime: TracedRuntime,
     env: Vec<(&'static str, PathBuf)>,
     dir: tempfile::TempDir,
+}
+
+impl ContainersStore {
+    fn new(prefix: &str) -> Self {
+        let runtime = TracedRuntime::new();
+        let dir = tempdir(prefix);
+        let env = containers_env(dir.path(), &runtime);
+        let me = Self { runtime, env, dir };
+        busybox_image().copy_to_containers_storage(
+            "overlay",
+            &me.dir.path().join("root"),
+            &me.dir.path().join("runroot"),
+            LOCAL_NAME,
+        );
+        me
+    }
+
+    /// `PROGRAM --root … --runroot … --storage-driver overlay` with the private config.
+    fn command(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        c.envs(self.env.iter().map(|(k, v)| (k, v)))
+            .arg("--root")
+            .arg(self.dir.path().join("root"))
+            .arg("--runroot")
+            .arg(self.dir.path().join("runroot"))
+            .args(["--storage-driver", "overlay"]);
+        c
+    }
+
+    /// Runs the engine's own cleanup (`rm`), then removes what it left.
+    fn cleanup(&self, mut rm: Command, what: &str) {
+        if let Err(e) = try_run_with(&mut rm, None, CLEANUP_TIMEOUT) {
+            eprintln!("{what} cleanup: {e}");
+        }
+        kill_processes_mentioning(self.dir.path());
+        unmount_under(self.dir.path());
+    }
+}
+
+/// podman on a private [`ContainersStore`] (runtime under test declared as `hull`), with file
+/// locks and events and cgroupfs. Drop removes all its containers.
+pub struct Podman {
+    store: ContainersStore,
 }
 
 impl Podman {
@@ -877,49 +920,28 @@ impl Podman {
     pub fn new() -> Self {
         require_program("podman", "apt-get install podman");
         require_program("conmon", "apt-get install conmon");
-        let runtime = TracedRuntime::new();
-        let dir = tempdir("hull-podman-");
-        let env = containers_env(dir.path(), &runtime);
-        let me = Self { runtime, env, dir };
-        busybox_image().copy_to_containers_storage(
-            "overlay",
-            &me.root(),
-            &me.runroot(),
-            LOCAL_NAME,
-        );
-        me
-    }
-
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("root")
-    }
-
-    fn runroot(&self) -> PathBuf {
-        self.dir.path().join("runroot")
+        Self {
+            store: ContainersStore::new("hull-podman-"),
+        }
     }
 
     /// Its private directory.
     pub fn dir(&self) -> &Path {
-        self.dir.path()
+        self.store.dir.path()
     }
 
     /// The traced runtime under test.
     pub fn runtime(&self) -> &TracedRuntime {
-        &self.runtime
+        &self.store.runtime
     }
 
     /// `podman --root … --runroot … --runtime hull …` with the private config in its env.
     pub fn command(&self) -> Command {
-        let mut c = Command::new("podman");
-        c.envs(self.env.iter().map(|(k, v)| (k, v)))
-            .arg("--root")
-            .arg(self.root())
-            .arg("--runroot")
-            .arg(self.runroot())
-            .args(["--storage-driver", "overlay", "--runtime", Self::RUNTIME])
+        let mut c = self.store.command("podman");
+        c.args(["--runtime", Self::RUNTIME])
             .args(["--cgroup-manager", "cgroupfs", "--events-backend", "file"])
             .arg("--tmpdir")
-            .arg(self.dir.path().join("tmp"));
+            .arg(self.dir().join("tmp"));
         c
     }
 
@@ -956,21 +978,14 @@ impl Drop for Podman {
     fn drop(&mut self) {
         let mut rm = self.command();
         rm.args(["rm", "--all", "--force", "--time", "0"]);
-        if let Err(e) = try_run_with(&mut rm, None, CLEANUP_TIMEOUT) {
-            eprintln!("podman cleanup: {e}");
-        }
-        kill_processes_mentioning(self.dir.path());
-        unmount_under(self.dir.path());
+        self.store.cleanup(rm, "podman");
     }
 }
 
-/// buildah with a private store and config (as [`Podman`]); the busybox image is in the store
-/// as [`LOCAL_NAME`]. Pass `--runtime` + [`TracedRuntime::path`] to `run`/`bud` (buildah takes
-/// a path). Drop removes its working containers.
+/// buildah on a private [`ContainersStore`]. Pass `--runtime` + [`TracedRuntime::path`] to
+/// `run`/`bud` (buildah takes a path). Drop removes its working containers.
 pub struct Buildah {
-    runtime: TracedRuntime,
-    env: Vec<(&'static str, PathBuf)>,
-    dir: tempfile::TempDir,
+    store: ContainersStore,
 }
 
 impl Buildah {
@@ -978,47 +993,24 @@ impl Buildah {
 
     pub fn new() -> Self {
         require_program("buildah", "apt-get install buildah");
-        let runtime = TracedRuntime::new();
-        let dir = tempdir("hull-buildah-");
-        let env = containers_env(dir.path(), &runtime);
-        let me = Self { runtime, env, dir };
-        busybox_image().copy_to_containers_storage(
-            "overlay",
-            &me.root(),
-            &me.runroot(),
-            LOCAL_NAME,
-        );
-        me
-    }
-
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("root")
-    }
-
-    fn runroot(&self) -> PathBuf {
-        self.dir.path().join("runroot")
+        Self {
+            store: ContainersStore::new("hull-buildah-"),
+        }
     }
 
     /// Its private directory (build contexts can go here).
     pub fn dir(&self) -> &Path {
-        self.dir.path()
+        self.store.dir.path()
     }
 
     /// The traced runtime under test.
     pub fn runtime(&self) -> &TracedRuntime {
-        &self.runtime
+        &self.store.runtime
     }
 
     /// `buildah --root … --runroot … --storage-driver overlay` with the private config.
     pub fn command(&self) -> Command {
-        let mut c = Command::new("buildah");
-        c.envs(self.env.iter().map(|(k, v)| (k, v)))
-            .arg("--root")
-            .arg(self.root())
-            .arg("--runroot")
-            .arg(self.runroot())
-            .args(["--storage-driver", "overlay"]);
-        c
+        self.store.command("buildah")
     }
 
     /// Runs `buildah … ARGS…` with the default deadline.
@@ -1038,10 +1030,6 @@ impl Drop for Buildah {
     fn drop(&mut self) {
         let mut rm = self.command();
         rm.args(["rm", "--all"]);
-        if let Err(e) = try_run_with(&mut rm, None, CLEANUP_TIMEOUT) {
-            eprintln!("buildah cleanup: {e}");
-        }
-        kill_processes_mentioning(self.dir.path());
-        unmount_under(self.dir.path());
+        self.store.cleanup(rm, "buildah");
     }
 }
