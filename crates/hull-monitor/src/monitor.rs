@@ -165,9 +165,13 @@ impl Monitor {
                 .map(|b| (b.height() as u16, b.width() as u16));
             self.terminal = Some(size);
             if self.opts.console_socket.is_none() && !std::io::stdin().is_terminal() {
-                return Err(MonitorError::Agent(
-                    "process.terminal is true but there is no --console-socket and stdin is not a terminal".into(),
-                ));
+                return Err(hull_oci::OciError::Invalid {
+                    path: bundle.config_path.clone(),
+                    field: "process.terminal".into(),
+                    problem: "true, but there is no --console-socket and stdin is not a terminal"
+                        .into(),
+                }
+                .into());
             }
         }
         let host_cpus = std::thread::available_parallelism()

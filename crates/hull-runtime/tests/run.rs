@@ -279,6 +279,18 @@ fn missing_or_invalid_config_is_named() {
             .push(json!({"destination": "/n", "type": "nfs", "source": "x:/y"}))
     });
     expect_error(&root, &b, "nfs", &[], 3, &["mounts[7].type", "\"nfs\""]);
+
+    // A terminal needs a console socket (or a terminal on stdin).
+    let mut b = Bundle::busybox(&["true"]);
+    b.edit(|c| c["process"]["terminal"] = json!(true));
+    expect_error(
+        &root,
+        &b,
+        "noconsole",
+        &[],
+        3,
+        &["process.terminal", "--console-socket"],
+    );
 }
 
 #[test]
