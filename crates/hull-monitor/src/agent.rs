@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -150,12 +150,4 @@ fn reader_loop(stream: UnixStream, pending: Pending, sinks: Sinks, events: Sende
     sinks.lock().unwrap().clear();
     pending.lock().unwrap().clear();
     let _ = events.send(Event::Disconnected(why));
-}
-
-/// Receives events with a deadline.
-pub fn recv_event(rx: &Receiver<Event>, timeout: Option<Duration>) -> Option<Event> {
-    match timeout {
-        Some(t) => rx.recv_timeout(t).ok(),
-        None => rx.recv().ok(),
-    }
 }

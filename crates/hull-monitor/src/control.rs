@@ -178,10 +178,6 @@ impl CtlClient {
             .map(Some)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
     }
-
-    pub fn raw(&self) -> &UnixStream {
-        &self.conn
-    }
 }
 
 /// Sends one request and returns its (first) reply.

@@ -253,8 +253,8 @@ impl Monitor {
             "QEMU's agent channel connection",
         )?;
         drop((agent_listener, qmp_listener));
-        let _ = std::fs::remove_file(sd.agent_sock());
-        let _ = std::fs::remove_file(sd.qmp_sock());
+        let _ = std::fs::remove_file(sd.path("agent.sock"));
+        let _ = std::fs::remove_file(sd.path("qmp.sock"));
         self.timings.agent_connected_ms = self.ms();
 
         let agent = AgentConn::start(agent_stream, ev_tx.clone())?;

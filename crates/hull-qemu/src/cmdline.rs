@@ -41,8 +41,6 @@ pub enum Device {
         tag: String,
         queue_size: u32,
     },
-    /// Entropy for the guest's RNG.
-    VirtioRng,
 }
 
 impl Device {
@@ -62,7 +60,6 @@ impl Device {
             } => {
                 format!("vhost-user-fs-device,chardev={chardev},tag={tag},queue-size={queue_size}")
             }
-            Device::VirtioRng => "virtio-rng-device".to_string(),
         }
     }
 }

@@ -160,18 +160,6 @@ impl StateDir {
     pub fn state_json(&self) -> PathBuf {
         self.path("state.json")
     }
-    pub fn ctl_sock(&self) -> PathBuf {
-        self.path("ctl.sock")
-    }
-    pub fn agent_sock(&self) -> PathBuf {
-        self.path("agent.sock")
-    }
-    pub fn qmp_sock(&self) -> PathBuf {
-        self.path("qmp.sock")
-    }
-    pub fn vfs_sock(&self) -> PathBuf {
-        self.path("vfs.sock")
-    }
     pub fn console_log(&self) -> PathBuf {
         self.path("console.log")
     }
