@@ -11,13 +11,17 @@ use std::sync::OnceLock;
 static CONSOLE: OnceLock<File> = OnceLock::new();
 static DEBUG: AtomicBool = AtomicBool::new(false);
 
-/// Opens /dev/console for logging (call once /dev is mounted).
+/// Opens /dev/console for logging (call once /dev is mounted). When the console does not exist
+/// yet (the virtio console port appears asynchronously), logs go to the kernel log instead,
+/// which reaches the console once it is there.
 pub fn open_console() {
-    if let Ok(f) = OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
-        .open("/dev/console")
-    {
+    let open = |path| {
+        OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
+            .open(path)
+    };
+    if let Ok(f) = open("/dev/console").or_else(|_| open("/dev/kmsg")) {
         let _ = CONSOLE.set(f);
     }
 }

@@ -2,6 +2,16 @@
 //! virtio-serial port and serves the hull protocol on it: it sets up the container, starts its
 //! processes, relays their stdio and reports their exit. When the container's init exits, the VM
 //! powers off.
+//!
+//! `no_main`: Rust's runtime start-up aborts the process when fds 0-2 are closed and
+//! `/dev/null` cannot be opened. That is exactly PID 1's situation when the kernel could not open
+//! `/dev/console` (the virtio console port is added asynchronously and may not exist yet when
+//! init starts) and devtmpfs is not mounted: PID 1 then died with SIGABRT-turned-SIGSEGV before
+//! `main`, at random under load. The agent therefore starts from a C `main` and fills fds 0-2
+//! itself once /dev is mounted.
+
+// Unit tests keep the test harness's own `main`.
+#![cfg_attr(not(test), no_main)]
 
 #[macro_use]
 mod log;
@@ -36,8 +46,19 @@ use crate::error::{Context, Result};
 const PORT_POLL: Duration = Duration::from_millis(5);
 const PORT_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn main() {
+/// The C entry point (see the module docs for why not Rust's `main`).
+#[cfg(not(test))]
+#[no_mangle]
+pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
+    agent_main()
+}
+
+#[cfg_attr(test, allow(dead_code))]
+fn agent_main() -> ! {
     let agent_start_ns = sys::boottime_ns();
+    // As Rust's runtime would: a closed pipe is an EPIPE error, not a signal. Children get the
+    // default disposition back before exec (process.rs resets every signal).
+    sys::ignore_sigpipe();
     if std::process::id() != 1 {
         eprintln!("hull-agent: this is the init of a hull VM and must run as PID 1");
         std::process::exit(2);
@@ -47,7 +68,11 @@ fn main() {
         log::write_line(format_args!("panic: {info}"));
         sys::power_off();
     }));
+    let console_at_start = sys::fd_is_open(1);
     early_init();
+    if !console_at_start {
+        debug!("started without a console: fds 0-2 were closed");
+    }
     let e = match run(agent_start_ns) {
         Ok(never) => match never {},
         Err(e) => e,

@@ -180,8 +180,14 @@ pub fn wait_sigchld() {
     let _ = set.wait();
 }
 
-/// In a forked child: an empty signal mask and default SIGPIPE (Rust's runtime ignores it,
-/// and an ignored disposition survives exec).
+/// Ignores SIGPIPE, as Rust's runtime start-up does (the agent starts from a C `main`).
+pub fn ignore_sigpipe() {
+    // SAFETY: SIG_IGN runs no handler code.
+    let _ = unsafe { signal::signal(Signal::SIGPIPE, SigHandler::SigIgn) };
+}
+
+/// In a forked child: an empty signal mask and default SIGPIPE (the agent ignores it, and an
+/// ignored disposition survives exec).
 pub fn reset_signals_for_exec() -> nix::Result<()> {
     signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
     // SAFETY: installing SIG_DFL runs no handler code of ours.

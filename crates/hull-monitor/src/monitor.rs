@@ -494,6 +494,13 @@ impl Monitor {
         } else {
             cmdline.push_str(" quiet");
         }
+        // For debugging the guest: extra kernel parameters, appended last so they win.
+        if let Ok(extra) = std::env::var("HULL_KERNEL_CMDLINE_APPEND") {
+            if !extra.trim().is_empty() {
+                cmdline.push(' ');
+                cmdline.push_str(extra.trim());
+            }
+        }
         QemuCommand {
             binary: assets.qemu.clone(),
             name: format!("hull-{}", self.opts.id),

@@ -44,6 +44,7 @@ fn passed_env() -> String {
         "HULL_ACCEL",
         "HULL_BOOT_TIMEOUT_SECS",
         "HULL_MONITOR",
+        "HULL_KERNEL_CMDLINE_APPEND",
     ]
     .iter()
     .filter_map(|k| std::env::var(k).ok().map(|v| format!("export {k}='{v}'\n")))
