@@ -150,11 +150,7 @@ impl Agent {
     fn handle(&self, req: HostRequest) -> Result<Reply> {
         match req {
             HostRequest::Hello { version } => {
-                if version != PROTOCOL_VERSION {
-                    return Err(Error::msg(format!(
-                        "protocol version mismatch: host speaks {version}, agent speaks {PROTOCOL_VERSION}"
-                    )));
-                }
+                hull_protocol::check_version(version).map_err(Error::msg)?;
                 Ok(Reply::Hello {
                     version: PROTOCOL_VERSION,
                     agent_start_ns: self.start_ns,

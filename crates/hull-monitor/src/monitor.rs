@@ -297,7 +297,13 @@ impl Monitor {
                 return Err(timeout("the guest agent to boot and answer", boot))
             }
             Err(RequestError::Gone) => return Err(gone("booting the guest")),
-            Err(RequestError::Agent(e)) => return Err(MonitorError::Agent(e.message)),
+            Err(RequestError::Agent(e)) => {
+                return Err(MonitorError::Agent(format!(
+                    "the guest agent in {} refused this host: {}",
+                    assets.initrd.display(),
+                    e.message
+                )))
+            }
         }
         self.timings.agent_ready_ms = self.ms();
 

@@ -2,7 +2,7 @@
 
 use std::io::{self, Read, Write};
 
-use crate::{ProtocolError, PROTOCOL_VERSION};
+use crate::{ProtocolError, FRAME_FORMAT};
 
 /// Size of the fixed frame header in bytes.
 pub const HEADER_LEN: usize = 12;
@@ -46,7 +46,7 @@ impl FrameHeader {
     pub fn encode(&self) -> [u8; HEADER_LEN] {
         let mut b = [0u8; HEADER_LEN];
         b[0..2].copy_from_slice(&MAGIC.to_le_bytes());
-        b[2] = PROTOCOL_VERSION;
+        b[2] = FRAME_FORMAT;
         b[3] = self.kind as u8;
         b[4..8].copy_from_slice(&self.stream.to_le_bytes());
         b[8..12].copy_from_slice(&self.len.to_le_bytes());
@@ -58,10 +58,10 @@ impl FrameHeader {
         if magic != MAGIC {
             return Err(ProtocolError::BadMagic(magic));
         }
-        if b[2] != PROTOCOL_VERSION {
-            return Err(ProtocolError::Version {
+        if b[2] != FRAME_FORMAT {
+            return Err(ProtocolError::FrameFormat {
                 peer: b[2],
-                ours: PROTOCOL_VERSION,
+                ours: FRAME_FORMAT,
             });
         }
         let kind = FrameKind::try_from(b[3])?;
@@ -240,7 +240,7 @@ mod tests {
     }
 
     #[test]
-    fn wrong_magic_and_version_are_rejected() {
+    fn wrong_magic_and_frame_format_are_rejected() {
         let mut h = FrameHeader {
             kind: FrameKind::Eof,
             stream: 1,
@@ -258,10 +258,10 @@ mod tests {
             len: 0,
         }
         .encode();
-        h[2] = PROTOCOL_VERSION + 1;
+        h[2] = FRAME_FORMAT + 1;
         assert!(matches!(
             FrameHeader::decode(&h),
-            Err(ProtocolError::Version { .. })
+            Err(ProtocolError::FrameFormat { .. })
         ));
         let mut h = FrameHeader {
             kind: FrameKind::Eof,

@@ -6,7 +6,7 @@
 //! ```text
 //!  0      2        3      4            8            12
 //!  +------+--------+------+------------+------------+-------------+
-//!  | "HL" | version| kind | stream u32 | len u32    | payload ... |
+//!  | "HL" | format | kind | stream u32 | len u32    | payload ... |
 //!  +------+--------+------+------------+------------+-------------+
 //! ```
 //! (all integers little-endian)
@@ -20,8 +20,13 @@
 //! process owns three stream ids (stdin, stdout, stderr). Control messages and data never wait on
 //! each other beyond the frame being written.
 //!
-//! Bump [`PROTOCOL_VERSION`] on any incompatible change; the agent refuses a host with another
-//! version in its [`HostRequest::Hello`] reply.
+//! Two versions, on purpose:
+//! * [`FRAME_FORMAT`] (header byte 2) is the layout above. It never changes without a new magic;
+//!   a peer with another format is not a hull peer the other side could answer.
+//! * [`PROTOCOL_VERSION`] is the message set. Bump it on any incompatible message change. The
+//!   host sends it in the first message, [`HostRequest::Hello`], whose shape (and the error
+//!   reply's) stays fixed across versions, so the agent can always answer a mismatched host with
+//!   an error that names both versions ([`check_version`]).
 
 mod frame;
 mod messages;
@@ -29,14 +34,61 @@ mod messages;
 pub use frame::{Frame, FrameHeader, FrameKind, FrameReader, FrameWriter, HEADER_LEN, MAX_PAYLOAD};
 pub use messages::*;
 
-/// Version of this protocol. The host sends it in `Hello`; the agent answers with its own.
+/// Version of the message set. The host sends it in `Hello`; the agent answers with its own.
 pub const PROTOCOL_VERSION: u8 = 1;
+
+/// Version of the frame layout (header byte 2).
+pub const FRAME_FORMAT: u8 = 1;
+
+/// The agent's check of a host's `Hello`: `Err` names both versions.
+pub fn check_version(host: u8) -> Result<(), String> {
+    if host == PROTOCOL_VERSION {
+        Ok(())
+    } else {
+        Err(format!(
+            "protocol version mismatch: the host speaks version {host}, this agent speaks \
+             {PROTOCOL_VERSION} (host and guest initramfs come from different hull builds)"
+        ))
+    }
+}
 
 /// Name of the virtio-serial port the agent talks on (`/sys/class/virtio-ports/*/name`).
 pub const AGENT_PORT_NAME: &str = "org.hull.agent.0";
 
 /// virtio-fs tag under which the host shares the container's files (rootfs + bind mounts).
 pub const SHARE_TAG: &str = "hullshare";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hello_version_check_names_both_versions() {
+        assert!(check_version(PROTOCOL_VERSION).is_ok());
+        let e = check_version(PROTOCOL_VERSION + 1).unwrap_err();
+        assert!(e.contains(&format!("host speaks version {}", PROTOCOL_VERSION + 1)), "{e}");
+        assert!(e.contains(&format!("agent speaks {PROTOCOL_VERSION}")), "{e}");
+    }
+
+    #[test]
+    fn hello_keeps_its_wire_shape() {
+        // Other protocol versions must still be able to parse these two messages.
+        let hello = HostMessage {
+            id: 1,
+            request: HostRequest::Hello { version: 9 },
+        };
+        let v = serde_json::to_value(&hello).unwrap();
+        assert_eq!(v["id"], 1);
+        assert_eq!(v["request"]["version"], 9);
+        let err = AgentMessage::Reply {
+            id: 1,
+            result: Err(AgentError::new("no")),
+        };
+        let v = serde_json::to_value(&err).unwrap();
+        assert_eq!(v["id"], 1);
+        assert_eq!(v["result"]["Err"]["message"], "no", "{v}");
+    }
+}
 
 /// Errors of the wire format.
 #[derive(Debug, thiserror::Error)]
@@ -45,8 +97,8 @@ pub enum ProtocolError {
     Io(#[from] std::io::Error),
     #[error("bad frame magic {0:#06x} (stream out of sync or not a hull agent)")]
     BadMagic(u16),
-    #[error("peer speaks protocol version {peer}, we speak {ours}")]
-    Version { peer: u8, ours: u8 },
+    #[error("peer uses frame format {peer}, we use {ours}")]
+    FrameFormat { peer: u8, ours: u8 },
     #[error("unknown frame kind {0}")]
     BadKind(u8),
     #[error("frame payload of {0} bytes exceeds the limit of {MAX_PAYLOAD}")]
