@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use hull_protocol::{
     AgentError, AgentEvent, ContainerConfig, ExecId, Frame, FrameReader, HostMessage, HostRequest,
-    Reply, StartProcess, StreamId, PROTOCOL_VERSION,
+    Reply, StartProcess, StreamId, PROTOCOL_VERSION, SHARE_TAG, VOLUME_TAG,
 };
 
 use crate::channel::Channel;
@@ -36,6 +36,7 @@ struct Proc {
 #[derive(Default)]
 struct State {
     share_mounted: bool,
+    volumes_mounted: bool,
     container: Option<Arc<Container>>,
     procs: HashMap<ExecId, Proc>,
     by_pid: HashMap<i32, ExecId>,
@@ -180,16 +181,20 @@ impl Agent {
     }
 
     fn create(&self, cfg: ContainerConfig) -> Result<Reply> {
-        let mounted = {
+        let (share, volumes) = {
             let st = self.state();
             if st.container.is_some() {
                 return Err(Error::msg("container already created"));
             }
-            st.share_mounted
+            (st.share_mounted, st.volumes_mounted)
         };
-        if !mounted {
-            container::mount_share()?;
+        if !share {
+            container::mount_share(SHARE_TAG, container::SHARE_DIR)?;
             self.state().share_mounted = true;
+        }
+        if !volumes && !cfg.binds.is_empty() {
+            container::mount_share(VOLUME_TAG, container::VOLUME_DIR)?;
+            self.state().volumes_mounted = true;
         }
         let c = Container::plan(cfg)?;
         debug!("container {} created (root {})", c.id, c.root.display());

@@ -5,7 +5,7 @@ use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
-use hull_protocol::{ContainerConfig, SHARE_TAG};
+use hull_protocol::ContainerConfig;
 use nix::errno::Errno;
 use nix::mount::{mount, MsFlags};
 use nix::sched::CloneFlags;
@@ -15,31 +15,33 @@ use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, LinuxNamespaceType, Spec};
 use crate::error::{Context, Error, Result};
 use crate::mounts::{classify, parse_options, secure_join, MountKind, MountOptions};
 
-/// Where the host's share is mounted in the guest.
+/// Where the host's rootfs share (`SHARE_TAG`) is mounted in the guest.
 pub const SHARE_DIR: &str = "/run/hull/share";
+/// Where the host's volumes share (`VOLUME_TAG`, bind mount sources) is mounted in the guest.
+pub const VOLUME_DIR: &str = "/run/hull/volumes";
 
-/// Mounts the host's share (virtio-fs, or 9p when that fails) at [`SHARE_DIR`].
-pub fn mount_share() -> Result<()> {
-    fs::create_dir_all(SHARE_DIR).ctx(|| format!("creating {SHARE_DIR}"))?;
+/// Mounts the host's share `tag` (virtio-fs, or 9p when that fails) at `dir`.
+pub fn mount_share(tag: &str, dir: &str) -> Result<()> {
+    fs::create_dir_all(dir).ctx(|| format!("creating {dir}"))?;
     let vfs = mount(
-        Some(SHARE_TAG),
-        SHARE_DIR,
+        Some(tag),
+        dir,
         Some("virtiofs"),
         MsFlags::empty(),
         None::<&str>,
     );
     let Err(e1) = vfs else { return Ok(()) };
-    debug!("virtio-fs mount failed ({}), trying 9p", e1.desc());
+    debug!("virtio-fs mount of {tag} failed ({}), trying 9p", e1.desc());
     let p9 = mount(
-        Some(SHARE_TAG),
-        SHARE_DIR,
+        Some(tag),
+        dir,
         Some("9p"),
         MsFlags::empty(),
         Some("trans=virtio,version=9p2000.L,msize=262144"),
     );
     p9.map_err(|e2| {
         Error::msg(format!(
-            "mounting the share {SHARE_TAG:?} at {SHARE_DIR}: virtiofs: {}; 9p: {}",
+            "mounting the share {tag:?} at {dir}: virtiofs: {}; 9p: {}",
             e1.desc(),
             e2.desc()
         ))
@@ -125,7 +127,7 @@ impl Container {
                             what()
                         ))
                     })?;
-                bind_source = Path::new(SHARE_DIR).join(share.share_path.trim_start_matches('/'));
+                bind_source = Path::new(VOLUME_DIR).join(share.share_path.trim_start_matches('/'));
                 fs::metadata(&bind_source)
                     .ctx(|| format!("{}: bind source {}", what(), bind_source.display()))?;
             }

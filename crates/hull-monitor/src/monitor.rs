@@ -12,10 +12,10 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hull_oci::{Bundle, VmPlan};
+use hull_oci::{Bundle, FsCache, ShareTree, VmPlan};
 use hull_protocol::{
     AgentEvent, BindShare, ContainerConfig, ExitStatus, HostRequest, Reply, StartProcess, StreamId,
-    AGENT_PORT_NAME, PROTOCOL_VERSION, SHARE_TAG,
+    AGENT_PORT_NAME, PROTOCOL_VERSION, SHARE_TAG, VOLUME_TAG,
 };
 use hull_qemu::{Accel, AccelChoice, Chardev, Device, QemuCommand, QmpClient};
 use hull_state::{ContainerState, StateDir, Status};
@@ -203,24 +203,49 @@ impl Monitor {
         let abortable = Arc::new(AtomicBool::new(true));
         spawn_signal_thread(signals, ev_tx.clone(), abortable.clone(), sd.clone())?;
 
-        let share_dir = sd.share_dir();
-        std::fs::create_dir(&share_dir).map_err(MonitorError::sys("create share dir"))?;
-        share::stage(&plan, &share_dir)?;
+        let volumes = plan.tree(ShareTree::Volumes).next().is_some();
+        share::stage(&plan, ShareTree::Rootfs, &sd.share_dir())?;
+        if volumes {
+            share::stage(&plan, ShareTree::Volumes, &sd.path("volumes"))?;
+        }
         self.timings.host_prepared_ms = self.ms();
 
-        let vfs_listener = bind(&sd, "vfs.sock")?;
-        let mut virtiofsd = share::spawn_virtiofsd(
-            &assets.virtiofsd,
-            &share_dir,
-            &vfs_listener,
-            &sd.path("virtiofsd.log"),
-        )?;
-        drop(vfs_listener);
+        let mut virtiofsd = Vec::new();
+        for (tree, sock, log, cache) in [
+            (
+                ShareTree::Rootfs,
+                "vfs.sock",
+                "virtiofsd.log",
+                plan.rootfs_cache,
+            ),
+            (
+                ShareTree::Volumes,
+                "vol.sock",
+                "virtiofsd-volumes.log",
+                FsCache::Auto,
+            ),
+        ] {
+            if tree == ShareTree::Volumes && !volumes {
+                continue;
+            }
+            let dir = match tree {
+                ShareTree::Rootfs => sd.share_dir(),
+                ShareTree::Volumes => sd.path("volumes"),
+            };
+            let listener = bind(&sd, sock)?;
+            virtiofsd.push(share::spawn_virtiofsd(
+                &assets.virtiofsd,
+                &dir,
+                cache,
+                &listener,
+                &sd.path(log),
+            )?);
+        }
         self.timings.virtiofsd_spawned_ms = self.ms();
 
         let agent_listener = bind(&sd, "agent.sock")?;
         let qmp_listener = bind(&sd, "qmp.sock")?;
-        let qcmd = self.qemu_command(&assets, &plan, accel.accel, probe.tsc_khz);
+        let qcmd = self.qemu_command(&assets, &plan, accel.accel, probe.tsc_khz, volumes);
         log::debug(&format!(
             "qemu: {} {:?}",
             qcmd.binary.display(),
@@ -424,8 +449,10 @@ impl Monitor {
         }
         sys::close_stdio();
         qemu.wait_or_kill(POWEROFF_TIMEOUT);
-        virtiofsd.wait_or_kill(Duration::from_secs(1));
-        for f in ["ctl.sock", "vfs.sock"] {
+        for v in &mut virtiofsd {
+            v.child.wait_or_kill(Duration::from_secs(1));
+        }
+        for f in ["ctl.sock", "vfs.sock", "vol.sock"] {
             let _ = std::fs::remove_file(sd.path(f));
         }
         self.timings.teardown_done_ms = self.ms();
@@ -437,7 +464,7 @@ impl Monitor {
         &self,
         listener: &UnixListener,
         qemu: &mut ChildGuard,
-        virtiofsd: &mut ChildGuard,
+        virtiofsd: &mut [share::Virtiofsd],
         sd: &StateDir,
         accel: Accel,
         what: &str,
@@ -445,9 +472,11 @@ impl Monitor {
         match sys::accept_within(listener, qemu, QEMU_CONNECT_TIMEOUT)? {
             Accepted::Stream(s) => Ok(s),
             Accepted::PeerDied(st) => {
-                let vfs_dead = virtiofsd.try_wait();
+                let vfs_dead = virtiofsd
+                    .iter_mut()
+                    .find_map(|v| v.child.try_wait().map(|_| v.log.clone()));
                 let (program, log) = match vfs_dead {
-                    Some(_) => ("virtiofsd", sd.path("virtiofsd.log")),
+                    Some(log) => ("virtiofsd", log),
                     None => ("qemu", sd.path("qemu.log")),
                 };
                 Err(MonitorError::ChildDied {
@@ -484,6 +513,7 @@ impl Monitor {
         plan: &VmPlan,
         accel: Accel,
         tsc_khz: Option<u64>,
+        volumes: bool,
     ) -> QemuCommand {
         let mut cmdline = String::from(
             "console=hvc0 reboot=t panic=-1 tsc=reliable no_timer_check rcupdate.rcu_expedited=1 \
@@ -507,7 +537,7 @@ impl Monitor {
                 cmdline.push_str(extra.trim());
             }
         }
-        QemuCommand {
+        let mut q = QemuCommand {
             binary: assets.qemu.clone(),
             name: format!("hull-{}", self.opts.id),
             accel,
@@ -555,7 +585,19 @@ impl Monitor {
                 },
             ],
             qmp_chardev: "qmp".into(),
+        };
+        if volumes {
+            q.chardevs.push(Chardev::SocketClient {
+                id: "vol".into(),
+                path: "vol.sock".into(),
+            });
+            q.devices.push(Device::VhostUserFs {
+                chardev: "vol".into(),
+                tag: VOLUME_TAG.into(),
+                queue_size: 1024,
+            });
         }
+        q
     }
 
     /// Prepares the container's stdio before it is reported created: our own fds, or a

@@ -10,7 +10,10 @@ mod plan;
 
 pub use bundle::{is_bind_mount, read_spec, Bundle};
 pub use default_spec::default_spec;
-pub use plan::{Share, VmPlan, ANNOTATION_MEMORY_MIB, ANNOTATION_VCPUS, DEFAULT_MEMORY_MIB};
+pub use plan::{
+    FsCache, Share, ShareTree, VmPlan, ANNOTATION_MEMORY_MIB, ANNOTATION_ROOTFS_CACHE,
+    ANNOTATION_VCPUS, DEFAULT_MEMORY_MIB,
+};
 
 use std::path::PathBuf;
 

@@ -14,11 +14,43 @@ pub const ANNOTATION_VCPUS: &str = "org.hull.vm.vcpus";
 const GUEST_OVERHEAD_MIB: u64 = 64;
 const MIN_MEMORY_MIB: u64 = 128;
 
-/// One host path shared into the guest (under the single virtio-fs share).
+/// Annotation that sets how the guest caches the rootfs: `always` (default) or `auto`.
+pub const ANNOTATION_ROOTFS_CACHE: &str = "org.hull.rootfs.cache";
+
+/// Which virtio-fs share a host path goes into. The rootfs share is cached in the guest without
+/// revalidation, which makes exec fast (a binary's pages stay cached between runs); volumes
+/// (bind mounts, often shared with the host or other containers) stay coherent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShareTree {
+    Rootfs,
+    Volumes,
+}
+
+/// Guest caching of a share (virtiofsd's `--cache`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsCache {
+    /// Data and metadata cached until evicted: host-side edits of files the guest has already
+    /// seen may stay invisible to it.
+    Always,
+    /// Revalidated after a second and on every open (close-to-open coherence).
+    Auto,
+}
+
+impl FsCache {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Always => "always",
+            Self::Auto => "auto",
+        }
+    }
+}
+
+/// One host path shared into the guest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Share {
     pub host_path: PathBuf,
-    /// Path inside the share.
+    pub tree: ShareTree,
+    /// Path inside its tree.
     pub share_path: String,
     /// The bind mount it serves (`None` for the rootfs).
     pub mount_index: Option<usize>,
@@ -30,8 +62,17 @@ pub struct Share {
 pub struct VmPlan {
     pub memory_mib: u32,
     pub vcpus: u32,
-    /// The rootfs first, then one share per bind mount.
+    /// The rootfs first (in [`ShareTree::Rootfs`]), then one share per bind mount (in
+    /// [`ShareTree::Volumes`]).
     pub shares: Vec<Share>,
+    pub rootfs_cache: FsCache,
+}
+
+impl VmPlan {
+    /// The shares of one tree.
+    pub fn tree(&self, tree: ShareTree) -> impl Iterator<Item = &Share> {
+        self.shares.iter().filter(move |s| s.tree == tree)
+    }
 }
 
 impl VmPlan {
@@ -80,8 +121,21 @@ impl VmPlan {
         };
         let vcpus = vcpus.clamp(1, u64::from(host_cpus.max(1)));
 
+        let rootfs_cache = match annotations.get(ANNOTATION_ROOTFS_CACHE).map(String::as_str) {
+            None | Some("always") => FsCache::Always,
+            Some("auto") => FsCache::Auto,
+            Some(other) => {
+                return Err(OciError::Invalid {
+                    path: b.config_path.clone(),
+                    field: format!("annotations[{ANNOTATION_ROOTFS_CACHE:?}]"),
+                    problem: format!("{other:?} is not one of \"always\", \"auto\""),
+                })
+            }
+        };
+
         let mut shares = vec![Share {
             host_path: b.rootfs.clone(),
+            tree: ShareTree::Rootfs,
             share_path: "rootfs".into(),
             mount_index: None,
             is_dir: true,
@@ -108,7 +162,8 @@ impl VmPlan {
                 .unwrap_or(false);
             shares.push(Share {
                 host_path,
-                share_path: format!("m/{i}"),
+                tree: ShareTree::Volumes,
+                share_path: format!("{i}"),
                 mount_index: Some(i),
                 is_dir,
             });
@@ -117,6 +172,7 @@ impl VmPlan {
             memory_mib: u32::try_from(memory_mib).unwrap_or(u32::MAX),
             vcpus: vcpus as u32,
             shares,
+            rootfs_cache,
         })
     }
 }
@@ -149,6 +205,21 @@ mod tests {
         assert_eq!((p.memory_mib, p.vcpus), (DEFAULT_MEMORY_MIB, 1));
         assert_eq!(p.shares.len(), 1);
         assert_eq!(p.shares[0].share_path, "rootfs");
+        assert_eq!(p.shares[0].tree, ShareTree::Rootfs);
+        assert_eq!(p.rootfs_cache, FsCache::Always);
+    }
+
+    #[test]
+    fn rootfs_cache_annotation_is_checked() {
+        let mut c = base();
+        c["annotations"] = json!({ANNOTATION_ROOTFS_CACHE: "auto"});
+        assert_eq!(plan(c.clone()).unwrap().rootfs_cache, FsCache::Auto);
+        c["annotations"] = json!({ANNOTATION_ROOTFS_CACHE: "sometimes"});
+        let e = plan(c).unwrap_err().to_string();
+        assert!(
+            e.contains(ANNOTATION_ROOTFS_CACHE) && e.contains("\"sometimes\""),
+            "{e}"
+        );
     }
 
     #[test]
@@ -189,7 +260,9 @@ mod tests {
         ]);
         let p = plan(c).unwrap();
         assert_eq!(p.shares.len(), 2);
-        assert_eq!(p.shares[1].share_path, "m/1");
+        assert_eq!(p.tree(ShareTree::Volumes).count(), 1);
+        assert_eq!(p.shares[1].tree, ShareTree::Volumes);
+        assert_eq!(p.shares[1].share_path, "1");
         assert_eq!(p.shares[1].mount_index, Some(1));
         assert!(p.shares[1].is_dir);
     }

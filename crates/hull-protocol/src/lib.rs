@@ -35,7 +35,7 @@ pub use frame::{Frame, FrameHeader, FrameKind, FrameReader, FrameWriter, HEADER_
 pub use messages::*;
 
 /// Version of the message set. The host sends it in `Hello`; the agent answers with its own.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
 
 /// Version of the frame layout (header byte 2).
 pub const FRAME_FORMAT: u8 = 1;
@@ -55,8 +55,12 @@ pub fn check_version(host: u8) -> Result<(), String> {
 /// Name of the virtio-serial port the agent talks on (`/sys/class/virtio-ports/*/name`).
 pub const AGENT_PORT_NAME: &str = "org.hull.agent.0";
 
-/// virtio-fs tag under which the host shares the container's files (rootfs + bind mounts).
+/// virtio-fs tag under which the host shares the container's rootfs (cached in the guest).
 pub const SHARE_TAG: &str = "hullshare";
+
+/// virtio-fs tag under which the host shares the sources of bind mounts (coherent with the host),
+/// present when the container has bind mounts.
+pub const VOLUME_TAG: &str = "hullvol";
 
 #[cfg(test)]
 mod tests {
@@ -66,8 +70,14 @@ mod tests {
     fn hello_version_check_names_both_versions() {
         assert!(check_version(PROTOCOL_VERSION).is_ok());
         let e = check_version(PROTOCOL_VERSION + 1).unwrap_err();
-        assert!(e.contains(&format!("host speaks version {}", PROTOCOL_VERSION + 1)), "{e}");
-        assert!(e.contains(&format!("agent speaks {PROTOCOL_VERSION}")), "{e}");
+        assert!(
+            e.contains(&format!("host speaks version {}", PROTOCOL_VERSION + 1)),
+            "{e}"
+        );
+        assert!(
+            e.contains(&format!("agent speaks {PROTOCOL_VERSION}")),
+            "{e}"
+        );
     }
 
     #[test]

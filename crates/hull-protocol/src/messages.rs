@@ -81,7 +81,8 @@ pub struct ContainerConfig {
     pub spec: oci_spec::runtime::Spec,
     /// Path of the container's root inside the share (`SHARE_TAG`), relative to its root.
     pub rootfs: String,
-    /// For each bind mount of `spec.mounts` (by index), its path inside the share.
+    /// For each bind mount of `spec.mounts` (by index), its path inside the volumes share
+    /// (`VOLUME_TAG`).
     pub binds: Vec<BindShare>,
 }
 
@@ -90,7 +91,7 @@ pub struct ContainerConfig {
 pub struct BindShare {
     /// Index into `spec.mounts`.
     pub mount_index: usize,
-    /// Path relative to the share root.
+    /// Path relative to the volumes share's root.
     pub share_path: String,
 }
 
