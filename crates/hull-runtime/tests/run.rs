@@ -164,6 +164,57 @@ fn bind_mount_and_rootfs_writes_are_visible_on_the_host() {
 }
 
 #[test]
+fn host_edits_reach_a_running_container_through_volumes_and_an_uncached_rootfs() {
+    let root = Root::new();
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("f"), "vol one\n").unwrap();
+    let mut b = Bundle::busybox(&[
+        "sh",
+        "-c",
+        "cat /data/f /conf; touch /data/ready; \
+         while [ ! -e /data/go ]; do sleep 0.1; done; cat /data/f /conf",
+    ]);
+    std::fs::write(b.rootfs().join("conf"), "root one\n").unwrap();
+    let src = host.path().to_str().unwrap().to_string();
+    b.edit(|c| {
+        c["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/data", "type": "bind", "source": src, "options": ["rbind", "rw"]
+        }));
+        c["annotations"] = json!({"org.hull.rootfs.cache": "auto"});
+    });
+    let mut c = root.cmd(&["run", "--bundle"]);
+    c.arg(b.path()).arg("coherent");
+    let mut child = spawn(&mut c, false);
+    let ready = host.path().join("ready");
+    let early_exit =
+        hull_testkit::wait::wait_for("the container's first reads", VM_TIMEOUT, || {
+            if ready.exists() {
+                Some(false)
+            } else {
+                child.try_wait().unwrap().map(|_| true)
+            }
+        });
+    if early_exit {
+        panic!(
+            "hull-runtime exited early: {}",
+            finish(child, None, VM_TIMEOUT)
+        );
+    }
+    // Rewritten in place (same inode), as editors and config management do.
+    std::fs::write(host.path().join("f"), "vol two\n").unwrap();
+    std::fs::write(b.rootfs().join("conf"), "root two\n").unwrap();
+    std::fs::write(host.path().join("go"), "").unwrap();
+    let out = finish(child, None, VM_TIMEOUT);
+    assert_eq!(out.code, Some(0), "{out}");
+    assert_eq!(
+        out.stdout_str(),
+        "vol one\nroot one\nvol two\nroot two\n",
+        "{out}"
+    );
+    root.assert_clean("coherent");
+}
+
+#[test]
 fn sigterm_to_the_runtime_reaches_the_container_process() {
     let root = Root::new();
     let b = Bundle::busybox(&[
