@@ -188,6 +188,7 @@ impl Agent {
             }
             (st.share_mounted, st.volumes_mounted)
         };
+        debug!("creating the container");
         if !share {
             container::mount_share(SHARE_TAG, container::SHARE_DIR)?;
             self.state().share_mounted = true;

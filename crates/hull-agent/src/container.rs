@@ -177,12 +177,14 @@ fn plan_namespaces(spec: &Spec) -> Result<Namespaces> {
                 continue;
             }
         };
+        if flag == CloneFlags::CLONE_NEWNET {
+            // The VM is the container's network sandbox: the container uses the guest's own
+            // network namespace, where the VM's interfaces are (as Kata does). Joining a host
+            // namespace means nothing here (the monitor joined it on the host), and a fresh one
+            // would be empty; it also cost ~20 ms per container under TCG (netns teardown).
+            continue;
+        }
         if let Some(path) = n.path() {
-            if flag == CloneFlags::CLONE_NEWNET {
-                // The VM has its own network: joining the host's namespace means nothing here.
-                debug!("network namespace path {} ignored", path.display());
-                continue;
-            }
             return Err(Error::msg(format!(
                 "joining an existing {name} namespace ({}) is not supported",
                 path.display()
@@ -195,7 +197,6 @@ fn plan_namespaces(spec: &Spec) -> Result<Namespaces> {
         (CloneFlags::CLONE_NEWCGROUP, "cgroup"),
         (CloneFlags::CLONE_NEWIPC, "ipc"),
         (CloneFlags::CLONE_NEWUTS, "uts"),
-        (CloneFlags::CLONE_NEWNET, "net"),
         (CloneFlags::CLONE_NEWPID, "pid"),
         (CloneFlags::CLONE_NEWNS, "mnt"),
     ] {
@@ -503,6 +504,13 @@ mod tests {
         assert!(!n.unshare.contains(CloneFlags::CLONE_NEWUSER));
         let names: Vec<_> = n.join.iter().map(|j| j.1).collect();
         assert_eq!(names, ["cgroup", "ipc", "uts", "pid", "mnt"]);
+    }
+
+    #[test]
+    fn a_new_network_namespace_is_the_vms_own() {
+        let n = plan_namespaces(&spec_with(r#"[{"type":"network"},{"type":"pid"}]"#)).unwrap();
+        assert!(!n.unshare.contains(CloneFlags::CLONE_NEWNET));
+        assert!(n.join.iter().all(|j| j.1 != "net"));
     }
 
     #[test]

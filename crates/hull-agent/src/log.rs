@@ -52,11 +52,15 @@ macro_rules! info {
     ($($t:tt)*) => { $crate::log::write_line(format_args!($($t)*)) };
 }
 
-/// Logs a line to the console when `hull.debug` is on.
+/// Logs a line to the console when `hull.debug` is on, stamped with the guest's boot time (ms).
 macro_rules! debug {
     ($($t:tt)*) => {
         if $crate::log::debug_enabled() {
-            $crate::log::write_line(format_args!($($t)*))
+            $crate::log::write_line(format_args!(
+                "[{:.1} ms] {}",
+                $crate::sys::boottime_ns() as f64 / 1e6,
+                format_args!($($t)*)
+            ))
         }
     };
 }

@@ -289,6 +289,7 @@ fn child_setup(ctx: &ChildCtx<'_>) -> Result<Infallible> {
         std::fs::write("/proc/self/oom_score_adj", adj.to_string())
             .ctx(|| format!("setting oom_score_adj to {adj}"))?;
     }
+    debug!("child: forked");
     match ctx.join {
         None => nix::sched::unshare(ctx.c.ns.unshare).ctx(|| "creating namespaces".into())?,
         Some(j) => {
@@ -309,6 +310,7 @@ fn child_setup(ctx: &ChildCtx<'_>) -> Result<Infallible> {
             }
         }
     }
+    debug!("child: in namespaces");
     nix::unistd::setsid().ctx(|| "setsid".into())?;
     ctx.stdio.install_pipes()?;
     match (ctx.target, ctx.join) {
@@ -326,6 +328,7 @@ fn child_setup(ctx: &ChildCtx<'_>) -> Result<Infallible> {
     if let (Target::Init, Some(slave)) = (ctx.target, slave) {
         crate::container::mount_console(ctx.c, &slave)?;
     }
+    debug!("child: root ready");
     finalize(ctx.plan)
 }
 
@@ -392,6 +395,7 @@ fn finalize(p: &ExecPlan) -> Result<Infallible> {
     if p.no_new_privs {
         nix::sys::prctl::set_no_new_privs().ctx(|| "PR_SET_NO_NEW_PRIVS".into())?;
     }
+    debug!("child: exec {}", Path::new(&path).display());
     let e = match nix::unistd::execve(&path_c, &p.argv, &envp) {
         Ok(never) => match never {},
         Err(e) => e,

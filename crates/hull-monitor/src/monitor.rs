@@ -452,6 +452,14 @@ impl Monitor {
         for v in &mut virtiofsd {
             v.child.wait_or_kill(Duration::from_secs(1));
         }
+        if self.opts.debug {
+            // The guest's side of the story (agent debug lines with `hull.debug`) in the log.
+            if let Ok(text) = std::fs::read_to_string(sd.console_log()) {
+                for line in text.lines() {
+                    log::debug(&format!("guest: {line}"));
+                }
+            }
+        }
         for f in ["ctl.sock", "vfs.sock", "vol.sock"] {
             let _ = std::fs::remove_file(sd.path(f));
         }
