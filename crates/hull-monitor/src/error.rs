@@ -42,6 +42,12 @@ pub enum MonitorError {
         accel: String,
         console: PathBuf,
     },
+    #[error("{name}={value:?}: {problem}")]
+    Setting {
+        name: &'static str,
+        value: String,
+        problem: &'static str,
+    },
     #[error("guest agent: {0}")]
     Agent(String),
     #[error("agent channel")]
@@ -61,7 +67,7 @@ impl MonitorError {
     /// Process exit code for this error (distinct per class; see README "Exit codes").
     pub fn exit_code(&self) -> i32 {
         match self {
-            MonitorError::Bundle(_) => 3,
+            MonitorError::Bundle(_) | MonitorError::Setting { .. } => 3,
             MonitorError::MissingProgram { .. } | MonitorError::MissingAsset { .. } => 4,
             MonitorError::GuestTimeout { .. } | MonitorError::GuestGone { .. } => 5,
             MonitorError::Interrupted(sig) => 128 + sig,

@@ -181,6 +181,7 @@ impl Monitor {
         let assets = Assets::locate()?;
         let probe = host_probe::load_or_probe(&self.opts.root, &self.opts.self_exe);
         let accel = self.choose_accel(&probe)?;
+        let console = guest_console()?;
         if let Some(notice) = accel.notice() {
             log::info(&notice);
             if std::io::stderr().is_terminal() {
@@ -245,7 +246,14 @@ impl Monitor {
 
         let agent_listener = bind(&sd, "agent.sock")?;
         let qmp_listener = bind(&sd, "qmp.sock")?;
-        let qcmd = self.qemu_command(&assets, &plan, accel.accel, probe.tsc_khz, volumes);
+        if !console {
+            std::fs::write(
+                sd.console_log(),
+                "(no guest console: HULL_GUEST_CONSOLE=off)\n",
+            )
+            .map_err(MonitorError::sys("write console.log"))?;
+        }
+        let qcmd = self.qemu_command(&assets, &plan, accel.accel, probe.tsc_khz, volumes, console);
         log::debug(&format!(
             "qemu: {} {:?}",
             qcmd.binary.display(),
@@ -522,11 +530,15 @@ impl Monitor {
         accel: Accel,
         tsc_khz: Option<u64>,
         volumes: bool,
+        console: bool,
     ) -> QemuCommand {
         let mut cmdline = String::from(
-            "console=hvc0 reboot=t panic=-1 tsc=reliable no_timer_check rcupdate.rcu_expedited=1 \
+            "reboot=t panic=-1 tsc=reliable no_timer_check rcupdate.rcu_expedited=1 \
              cryptomgr.notests random.trust_cpu=on 8250.nr_uarts=0 pci=off",
         );
+        if console {
+            cmdline.insert_str(0, "console=hvc0 ");
+        }
         if accel == Accel::Tcg {
             // See hull_qemu::tsc: without it, TCG guests hang in TSC calibration on a busy host.
             if let Some(khz) = tsc_khz {
@@ -594,6 +606,12 @@ impl Monitor {
             ],
             qmp_chardev: "qmp".into(),
         };
+        if !console {
+            q.chardevs
+                .retain(|c| !matches!(c, Chardev::File { id, .. } if id == "console"));
+            q.devices
+                .retain(|d| !matches!(d, Device::VirtConsole { .. }));
+        }
         if volumes {
             q.chardevs.push(Chardev::SocketClient {
                 id: "vol".into(),
@@ -992,6 +1010,20 @@ fn spawn_qemu(q: &QemuCommand, sd: &StateDir) -> Result<ChildGuard, MonitorError
         .spawn()
         .map_err(MonitorError::sys(format!("start {}", q.binary.display())))?;
     Ok(ChildGuard::new("qemu", child))
+}
+
+/// `HULL_GUEST_CONSOLE`: `on` (default: the guest console goes to `<state>/console.log`) or
+/// `off` (no console device; one device less to boot, and no log of the guest kernel).
+fn guest_console() -> Result<bool, MonitorError> {
+    match std::env::var("HULL_GUEST_CONSOLE").as_deref() {
+        Err(_) | Ok("") | Ok("on") => Ok(true),
+        Ok("off") => Ok(false),
+        Ok(v) => Err(MonitorError::Setting {
+            name: "HULL_GUEST_CONSOLE",
+            value: v.into(),
+            problem: "must be \"on\" or \"off\"",
+        }),
+    }
 }
 
 /// Copies the console log somewhere that outlives the state directory, for error messages.

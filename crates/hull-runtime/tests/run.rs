@@ -214,6 +214,34 @@ fn host_edits_reach_a_running_container_through_volumes_and_an_uncached_rootfs()
     root.assert_clean("coherent");
 }
 
+/// Without a console device the kernel starts PID 1 with fds 0-2 closed: the state a loaded host
+/// produced at random (the console port appears asynchronously), in which the agent used to die
+/// before `main`. Here it is produced every time.
+#[test]
+fn a_guest_without_a_console_runs_the_container() {
+    let root = Root::new();
+    let b = Bundle::busybox(&["sh", "-c", "echo out; echo err >&2; exit 3"]);
+    let mut c = root.cmd(&["run", "--bundle"]);
+    c.arg(b.path())
+        .arg("noconsole")
+        .env("HULL_GUEST_CONSOLE", "off");
+    let out = finish(spawn(&mut c, false), None, VM_TIMEOUT);
+    assert_eq!(out.code, Some(3), "{out}");
+    assert_eq!(out.stdout_str(), "out\n");
+    assert_eq!(out.stderr_str(), "err\n");
+    root.assert_clean("noconsole");
+
+    let b = Bundle::busybox(&["true"]);
+    expect_error(
+        &root,
+        &b,
+        "badconsole",
+        &[("HULL_GUEST_CONSOLE", "maybe")],
+        3,
+        &["HULL_GUEST_CONSOLE", "\"maybe\""],
+    );
+}
+
 #[test]
 fn sigterm_to_the_runtime_reaches_the_container_process() {
     let root = Root::new();
