@@ -38,6 +38,8 @@ struct State {
     share_mounted: bool,
     volumes_mounted: bool,
     container: Option<Arc<Container>>,
+    /// The init, set up by CreateContainer and waiting for StartProcess.
+    init: Option<process::PreparedInit>,
     procs: HashMap<ExecId, Proc>,
     by_pid: HashMap<i32, ExecId>,
     /// Processes being started: while > 0, exits of unknown PIDs are kept in `early_exits`
@@ -198,13 +200,38 @@ impl Agent {
             self.state().volumes_mounted = true;
         }
         let c = Container::plan(cfg)?;
-        debug!("container {} created (root {})", c.id, c.root.display());
-        self.state().container = Some(Arc::new(c));
+        let process = c
+            .spec
+            .process()
+            .clone()
+            .ok_or_else(|| Error::msg("config has no process"))?;
+        // Exits of the init before its start are kept (spawning > 0) until StartProcess.
+        self.state().spawning += 1;
+        // The init's stdin is always relayed: the host sends data or its end.
+        let init = match process::prepare_init(&c, &process, true) {
+            Ok(i) => i,
+            Err(e) => {
+                self.done_spawning(&mut self.state());
+                return Err(e);
+            }
+        };
+        debug!(
+            "container {} created (root {}, init pid {})",
+            c.id,
+            c.root.display(),
+            init.pid()
+        );
+        let mut st = self.state();
+        st.container = Some(Arc::new(c));
+        st.init = Some(init);
         Ok(Reply::Ok)
     }
 
     fn start_process(self: &Arc<Self>, id: u64, sp: StartProcess) {
         let exec_id = sp.exec_id;
+        if exec_id == 0 {
+            return self.start_init(id, sp);
+        }
         let prepared = (|| {
             let mut st = self.state();
             let c = st
@@ -212,35 +239,52 @@ impl Agent {
                 .clone()
                 .ok_or_else(|| Error::msg("no container (CreateContainer first)"))?;
             if st.procs.contains_key(&exec_id) {
-                return Err(Error::msg(if exec_id == 0 {
-                    "container already started".to_string()
-                } else {
-                    format!("exec id {exec_id} already in use")
-                }));
+                return Err(Error::msg(format!("exec id {exec_id} already in use")));
             }
-            let (target, process) = match (exec_id, sp.process) {
-                (0, p) => {
-                    let p = p.or_else(|| c.spec.process().clone());
-                    (
-                        Target::Init,
-                        p.ok_or_else(|| Error::msg("config has no process"))?,
-                    )
-                }
-                (_, Some(p)) => {
-                    let init = st.procs.get(&0).filter(|p| p.running);
-                    let init_pid = init.ok_or_else(|| Error::msg("container not running"))?.pid;
-                    (Target::Exec { init_pid }, p)
-                }
-                (_, None) => return Err(Error::msg(format!("exec {exec_id}: no process given"))),
-            };
+            let process = sp
+                .process
+                .clone()
+                .ok_or_else(|| Error::msg(format!("exec {exec_id}: no process given")))?;
+            let init = st.procs.get(&0).filter(|p| p.running);
+            let init_pid = init.ok_or_else(|| Error::msg("container not running"))?.pid;
             st.spawning += 1;
-            Ok((c, target, process))
+            Ok((c, Target::Exec { init_pid }, process))
         })();
         let (c, target, process) = match prepared {
             Ok(x) => x,
             Err(e) => return self.chan.reply(id, Err(e.into())),
         };
-        match process::spawn(&c, target, &process, sp.stdin) {
+        let spawned = process::spawn(&c, target, &process, sp.stdin);
+        self.started(id, exec_id, spawned, sp.stdin);
+    }
+
+    /// Releases the init that CreateContainer prepared.
+    fn start_init(self: &Arc<Self>, id: u64, sp: StartProcess) {
+        let init = {
+            let mut st = self.state();
+            if st.container.is_none() {
+                return self.chan.reply(
+                    id,
+                    Err(AgentError::new("no container (CreateContainer first)")),
+                );
+            }
+            st.init.take()
+        };
+        let Some(init) = init else {
+            return self
+                .chan
+                .reply(id, Err(AgentError::new("container already started")));
+        };
+        if sp.process.is_some() {
+            debug!("the init's process is the spec's; the one given with its start is ignored");
+        }
+        let spawned = process::start_init(init);
+        self.started(id, 0, spawned, true);
+    }
+
+    /// Replies to a StartProcess and tracks the process, or reports its failure.
+    fn started(self: &Arc<Self>, id: u64, exec_id: ExecId, r: Result<Spawned>, stdin: bool) {
+        match r {
             Ok(spawned) => {
                 debug!("exec {exec_id} started: pid {}", spawned.pid);
                 let reply = Reply::Started {
@@ -248,7 +292,7 @@ impl Agent {
                     started_ns: spawned.started_ns,
                 };
                 self.chan.reply(id, Ok(reply));
-                self.activate(exec_id, spawned, sp.stdin);
+                self.activate(exec_id, spawned, stdin);
             }
             Err(e) => {
                 debug!("exec {exec_id} failed: {e}");

@@ -84,6 +84,8 @@ impl PlannedMount {
 #[derive(Debug)]
 pub struct Container {
     pub id: String,
+    /// The bundle's host path (for hook state).
+    pub bundle: String,
     pub spec: Spec,
     /// The container's root directory in the guest.
     pub root: PathBuf,
@@ -151,6 +153,7 @@ impl Container {
         }
         Ok(Self {
             id: cfg.id,
+            bundle: cfg.bundle,
             spec,
             root,
             ns,
@@ -219,7 +222,12 @@ fn mnt(
 
 /// Builds the container's root in the current (new, private) mount namespace and makes it
 /// this process's root. Runs in the forked child: it must not touch the agent's locks.
-pub fn setup_rootfs(c: &Container) -> Result<()> {
+/// `before_entering` runs once the mounts are in place, before the process changes root (the
+/// point of createContainer hooks); it gets the root's path.
+pub fn setup_rootfs(
+    c: &Container,
+    before_entering: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
     let root = c.root.as_path();
     let rslave = MsFlags::MS_SLAVE | MsFlags::MS_REC;
     mnt(None, Path::new("/"), None, rslave, None).ctx(|| "making / rslave".into())?;
@@ -243,6 +251,7 @@ pub fn setup_rootfs(c: &Container) -> Result<()> {
         }
     }
     nix::sys::stat::umask(old_umask);
+    before_entering(root)?;
     enter_root(root)?;
 
     let linux = c.spec.linux().as_ref();

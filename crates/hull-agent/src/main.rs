@@ -21,6 +21,7 @@ mod caps;
 mod channel;
 mod container;
 mod error;
+mod hooks;
 mod lookup;
 mod mounts;
 mod process;

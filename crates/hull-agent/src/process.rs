@@ -7,7 +7,7 @@ use std::convert::Infallible;
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io::Read;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -162,6 +162,8 @@ fn open_join_fds(c: &Container, init_pid: i32) -> Result<JoinFds> {
 /// Messages on the status pipe: a tag byte, a little-endian u32 length, the payload.
 const MSG_PID: u8 = b'P';
 const MSG_ERROR: u8 = b'E';
+/// The init is set up and waits for the go to exec (see [`prepare_init`]).
+const MSG_READY: u8 = b'R';
 
 fn send_status(fd: BorrowedFd<'_>, tag: u8, payload: &[u8]) {
     let mut msg = Vec::with_capacity(5 + payload.len());
@@ -178,10 +180,11 @@ fn send_status(fd: BorrowedFd<'_>, tag: u8, payload: &[u8]) {
     }
 }
 
-/// What the children reported: the PID of the grandchild (PID namespace) and/or an error.
+/// What the children reported: the PID of the grandchild (PID namespace), readiness, an error.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Status {
     pid: Option<i32>,
+    ready: bool,
     error: Option<String>,
 }
 
@@ -199,6 +202,7 @@ fn parse_status(mut buf: &[u8]) -> Status {
                 ]))
             }
             MSG_ERROR => st.error = Some(String::from_utf8_lossy(payload).into_owned()),
+            MSG_READY => st.ready = true,
             _ => {}
         }
         buf = &buf[5 + len..];
@@ -206,8 +210,35 @@ fn parse_status(mut buf: &[u8]) -> Status {
     st
 }
 
-/// Starts `process` in container `c`; returns once it has exec'd, or with the child's error.
-pub fn spawn(c: &Container, target: Target, process: &Process, stdin: bool) -> Result<Spawned> {
+/// The container's init, set up in its namespaces and root (createContainer hooks done), waiting
+/// for [`start_init`] to exec the user's process: `create` does the work, `start` only releases it.
+pub struct PreparedInit {
+    pid: i32,
+    go: OwnedFd,
+    status: File,
+    stdio: stdio::PendingStdio,
+}
+
+impl PreparedInit {
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+}
+
+/// A forked child and the agent's ends of its pipes.
+struct Forked {
+    child: nix::unistd::Pid,
+    status: File,
+    stdio: stdio::PendingStdio,
+}
+
+fn fork_child(
+    c: &Container,
+    target: Target,
+    process: &Process,
+    stdin: bool,
+    go: Option<OwnedFd>,
+) -> Result<Forked> {
     let plan = ExecPlan::new(process)?;
     let size = process
         .console_size()
@@ -234,35 +265,117 @@ pub fn spawn(c: &Container, target: Target, process: &Process, stdin: bool) -> R
                 stdio: &child_io,
                 join: join.as_ref(),
                 status: status_w.as_fd(),
+                go: go.as_ref().map(|g| g.as_fd()),
             };
             child_main(&ctx)
         }
         ForkResult::Parent { child } => {
-            drop(status_w);
-            drop(child_io);
-            drop(join);
-            let mut buf = Vec::new();
-            File::from(status_r)
-                .read_to_end(&mut buf)
-                .ctx(|| "reading the child's status".into())?;
-            let started_ns = sys::boottime_ns();
-            let st = parse_status(&buf);
-            if let Some(e) = st.error {
-                return Err(Error::Msg(e));
-            }
-            let pid = if c.ns.pid() {
-                st.pid
-                    .ok_or_else(|| Error::msg("the process died before it was started"))?
-            } else {
-                child.as_raw()
-            };
-            Ok(Spawned {
-                pid,
-                started_ns,
-                stdio: parent_io.finish()?,
+            drop((status_w, child_io, join, go));
+            Ok(Forked {
+                child,
+                status: File::from(status_r),
+                stdio: parent_io,
             })
         }
     }
+}
+
+/// The process's PID in the agent's namespace: the grandchild's when it went into a new PID
+/// namespace.
+fn process_pid(c: &Container, forked: &Forked, st: &Status) -> Result<i32> {
+    if c.ns.pid() {
+        st.pid
+            .ok_or_else(|| Error::msg("the process died before it was started"))
+    } else {
+        Ok(forked.child.as_raw())
+    }
+}
+
+/// Starts `process` in container `c`; returns once it has exec'd, or with the child's error.
+pub fn spawn(c: &Container, target: Target, process: &Process, stdin: bool) -> Result<Spawned> {
+    let mut forked = fork_child(c, target, process, stdin, None)?;
+    let mut buf = Vec::new();
+    forked
+        .status
+        .read_to_end(&mut buf)
+        .ctx(|| "reading the child's status".into())?;
+    let started_ns = sys::boottime_ns();
+    let st = parse_status(&buf);
+    if let Some(e) = st.error {
+        return Err(Error::Msg(e));
+    }
+    let pid = process_pid(c, &forked, &st)?;
+    Ok(Spawned {
+        pid,
+        started_ns,
+        stdio: forked.stdio.finish()?,
+    })
+}
+
+/// Forks the container's init and sets it up up to the exec, which waits for [`start_init`].
+pub fn prepare_init(c: &Container, process: &Process, stdin: bool) -> Result<PreparedInit> {
+    let (go_r, go_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).ctx(|| "creating a pipe".into())?;
+    let mut forked = fork_child(c, Target::Init, process, stdin, Some(go_r))?;
+    let mut buf = Vec::new();
+    let st = loop {
+        let st = parse_status(&buf);
+        if st.error.is_some() || (st.ready && (st.pid.is_some() || !c.ns.pid())) {
+            break st;
+        }
+        let mut chunk = [0u8; 512];
+        match forked.status.read(&mut chunk) {
+            Ok(0) => break st,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::msg(format!("reading the init's status: {e}"))),
+        }
+    };
+    if let Some(e) = st.error {
+        return Err(Error::Msg(e));
+    }
+    if !st.ready {
+        return Err(Error::msg(
+            "the container's init died while it was being set up",
+        ));
+    }
+    let pid = process_pid(c, &forked, &st)?;
+    Ok(PreparedInit {
+        pid,
+        go: go_w,
+        status: forked.status,
+        stdio: forked.stdio,
+    })
+}
+
+/// Lets a prepared init run its startContainer hooks and exec; returns once it has exec'd.
+pub fn start_init(p: PreparedInit) -> Result<Spawned> {
+    let PreparedInit {
+        pid,
+        go,
+        mut status,
+        stdio,
+    } = p;
+    nix::unistd::write(&go, b"g").map_err(|e| {
+        Error::msg(format!(
+            "the container's init is gone before its start: {}",
+            e.desc()
+        ))
+    })?;
+    drop(go);
+    let mut buf = Vec::new();
+    status
+        .read_to_end(&mut buf)
+        .ctx(|| "reading the init's status".into())?;
+    let started_ns = sys::boottime_ns();
+    if let Some(e) = parse_status(&buf).error {
+        return Err(Error::Msg(e));
+    }
+    // Nothing on the pipe: exec'd, or died (its exit was kept while spawning and follows).
+    Ok(Spawned {
+        pid,
+        started_ns,
+        stdio: stdio.finish()?,
+    })
 }
 
 struct ChildCtx<'a> {
@@ -272,6 +385,8 @@ struct ChildCtx<'a> {
     stdio: &'a ChildStdio,
     join: Option<&'a JoinFds>,
     status: BorrowedFd<'a>,
+    /// Init prepared at create: wait for a byte here before the exec.
+    go: Option<BorrowedFd<'a>>,
 }
 
 fn child_main(ctx: &ChildCtx<'_>) -> ! {
@@ -314,7 +429,17 @@ fn child_setup(ctx: &ChildCtx<'_>) -> Result<Infallible> {
     nix::unistd::setsid().ctx(|| "setsid".into())?;
     ctx.stdio.install_pipes()?;
     match (ctx.target, ctx.join) {
-        (Target::Init, _) => crate::container::setup_rootfs(ctx.c)?,
+        (Target::Init, _) => crate::container::setup_rootfs(ctx.c, |root| {
+            let hooks = ctx.c.spec.hooks().as_ref();
+            let list = hooks.and_then(|h| h.create_container().clone());
+            let state = crate::hooks::state_json(ctx.c, "creating");
+            crate::hooks::run(
+                "createContainer",
+                &list.unwrap_or_default(),
+                &state,
+                Some(root),
+            )
+        })?,
         (Target::Exec { .. }, Some(j)) => {
             nix::unistd::fchdir(&j.root).ctx(|| "entering the container's root".into())?;
             nix::unistd::chroot(".").ctx(|| "chroot to the container's root".into())?;
@@ -329,6 +454,22 @@ fn child_setup(ctx: &ChildCtx<'_>) -> Result<Infallible> {
         crate::container::mount_console(ctx.c, &slave)?;
     }
     debug!("child: root ready");
+    if let Some(go) = ctx.go {
+        send_status(ctx.status, MSG_READY, &[]);
+        let mut byte = [0u8; 1];
+        loop {
+            match nix::unistd::read(go, &mut byte) {
+                Ok(1) => break,
+                Err(nix::errno::Errno::EINTR) => {}
+                // The agent dropped the prepared init: never start.
+                _ => sys::exit_now(1),
+            }
+        }
+        let hooks = ctx.c.spec.hooks().as_ref();
+        let list = hooks.and_then(|h| h.start_container().clone());
+        let state = crate::hooks::state_json(ctx.c, "created");
+        crate::hooks::run("startContainer", &list.unwrap_or_default(), &state, None)?;
+    }
     finalize(ctx.plan)
 }
 
@@ -426,9 +567,12 @@ mod tests {
             parse_status(&buf),
             Status {
                 pid: Some(1234),
+                ready: false,
                 error: None
             }
         );
+        buf.extend(msg(MSG_READY, &[]));
+        assert!(parse_status(&buf).ready);
         buf.extend(msg(
             MSG_ERROR,
             b"exec: \"foo\": executable file not found in $PATH",

@@ -344,6 +344,7 @@ impl Monitor {
             id: self.opts.id.clone(),
             spec: bundle.spec.clone(),
             rootfs: "rootfs".into(),
+            bundle: bundle.dir.display().to_string(),
             binds: plan
                 .shares
                 .iter()

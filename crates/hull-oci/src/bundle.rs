@@ -184,21 +184,6 @@ impl Bundle {
             }
         }
 
-        if let Some(h) = spec.hooks() {
-            for (name, list) in [
-                ("hooks.createContainer", h.create_container()),
-                ("hooks.startContainer", h.start_container()),
-            ] {
-                if let Some(first) = list.as_ref().and_then(|l| l.first()) {
-                    return Err(unsupported(
-                        name.to_string(),
-                        first.path().display().to_string(),
-                        "hooks inside the container's namespaces would have to run in the guest VM",
-                    ));
-                }
-            }
-        }
-
         if let Some(linux) = spec.linux() {
             for (i, ns) in linux
                 .namespaces()

@@ -84,6 +84,8 @@ pub struct ContainerConfig {
     /// For each bind mount of `spec.mounts` (by index), its path inside the volumes share
     /// (`VOLUME_TAG`).
     pub binds: Vec<BindShare>,
+    /// The bundle's host path, for the state that in-guest hooks get.
+    pub bundle: String,
 }
 
 /// A host path the host shares with the guest for a bind mount.

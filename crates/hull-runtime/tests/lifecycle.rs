@@ -378,3 +378,76 @@ fn host_hooks_run_in_order_with_the_state_and_a_failing_prestart_fails_create_cl
     );
     root.assert_clean("badhook");
 }
+
+#[test]
+fn guest_hooks_run_in_the_container_at_create_and_at_start_and_failures_are_named() {
+    let root = Root::new();
+    // Both hooks and the process append to /hooks.log in the rootfs (seen from the host).
+    let hook = |name: &str| {
+        serde_json::json!({"path": "/bin/sh", "args": ["sh", "-c",
+            format!("cat > /hook-{name}.json; echo {name} >> /hooks.log")]})
+    };
+    let mut b = Bundle::busybox(&["sh", "-c", "echo process >> /hooks.log"]);
+    b.edit(|c| {
+        c["hooks"] = serde_json::json!({
+            "createContainer": [hook("createContainer")],
+            "startContainer": [hook("startContainer")],
+        })
+    });
+    let out = create(&root, &b, "ghooks");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let log = b.rootfs().join("hooks.log");
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "createContainer\n",
+        "createContainer runs during create, startContainer not yet"
+    );
+    assert!(hr(&root, &["start", "ghooks"]).status.success());
+    wait_status(&root, "ghooks", "stopped");
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "createContainer\nstartContainer\nprocess\n"
+    );
+    for (name, status) in [
+        ("createContainer", "creating"),
+        ("startContainer", "created"),
+    ] {
+        let text = std::fs::read_to_string(b.rootfs().join(format!("hook-{name}.json"))).unwrap();
+        let s: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(s["id"], "ghooks", "{text}");
+        assert_eq!(s["status"], status, "{text}");
+        assert_eq!(s["pid"], 1, "the init as the hook sees it: {text}");
+        assert_eq!(s["bundle"], b.path().display().to_string(), "{text}");
+    }
+    assert!(hr(&root, &["delete", "ghooks"]).status.success());
+    root.assert_clean("ghooks");
+
+    // A failing createContainer hook fails create, naming it; nothing is left.
+    let fail =
+        serde_json::json!([{"path": "/bin/sh", "args": ["sh", "-c", "echo nope >&2; exit 4"]}]);
+    let mut b = Bundle::busybox(&["true"]);
+    b.edit(|c| c["hooks"] = serde_json::json!({"createContainer": fail}));
+    let out = create(&root, &b, "badcreate");
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("createContainer hook /bin/sh failed (exit status 4): nope"),
+        "{err}"
+    );
+    root.assert_clean("badcreate");
+
+    // A failing startContainer hook fails start; the process never runs.
+    let mut b = Bundle::busybox(&["sh", "-c", "touch /ran"]);
+    b.edit(|c| c["hooks"] = serde_json::json!({"startContainer": fail}));
+    assert!(create(&root, &b, "badstart").status.success());
+    let out = hr(&root, &["start", "badstart"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("startContainer hook /bin/sh failed (exit status 4): nope"),
+        "{err}"
+    );
+    assert!(!b.rootfs().join("ran").exists());
+    let _ = hr(&root, &["delete", "--force", "badstart"]);
+    root.assert_clean("badstart");
+}
