@@ -451,3 +451,45 @@ fn guest_hooks_run_in_the_container_at_create_and_at_start_and_failures_are_name
     let _ = hr(&root, &["delete", "--force", "badstart"]);
     root.assert_clean("badstart");
 }
+
+#[test]
+fn run_detach_returns_once_the_container_runs_and_a_failed_start_leaves_nothing() {
+    let root = Root::new();
+    let b = Bundle::busybox(&["sh", "-c", "echo detached; sleep 1000"]);
+    let out = std::fs::File::create(b.path().join("stdout")).unwrap();
+    let mut c = root.cmd(&["run", "--detach", "--bundle"]);
+    c.arg(b.path())
+        .arg("--pid-file")
+        .arg(b.path().join("pid"))
+        .arg("det");
+    let st = c
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(Stdio::inherit())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(state(&root, "det")["status"], "running");
+    let pid: i32 = std::fs::read_to_string(b.path().join("pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(state(&root, "det")["pid"], pid);
+    hull_testkit::wait::wait_for("the container's output", VM_TIMEOUT, || {
+        (std::fs::read_to_string(b.path().join("stdout")).ok()? == "detached\n").then_some(())
+    });
+    assert!(hr(&root, &["kill", "det", "KILL"]).status.success());
+    wait_status(&root, "det", "stopped");
+    assert!(hr(&root, &["delete", "det"]).status.success());
+    root.assert_clean("det");
+
+    let b = Bundle::busybox(&["no-such-command"]);
+    let mut c = root.cmd(&["run", "-d", "--bundle"]);
+    c.arg(b.path()).arg("detfail");
+    let out: std::process::Output =
+        common::finish(common::spawn(&mut c, false), None, VM_TIMEOUT).into();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no-such-command"), "{}", stderr(&out));
+    root.assert_clean("detfail");
+}

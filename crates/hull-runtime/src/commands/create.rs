@@ -13,15 +13,26 @@ use super::CodedError;
 use crate::Ctx;
 
 pub fn create(ctx: &Ctx, a: liboci_cli::Create) -> Result<i32> {
-    hull_state::validate_id(&a.container_id)?;
-    let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-    let mut cmd = super::monitor_command(
+    create_container(
         ctx,
         &a.container_id,
         &a.bundle,
         a.pid_file.as_deref(),
         a.console_socket.as_deref(),
-    )?;
+    )
+}
+
+/// `create` proper (also the first half of `run --detach`).
+pub fn create_container(
+    ctx: &Ctx,
+    id: &str,
+    bundle: &std::path::Path,
+    pid_file: Option<&std::path::Path>,
+    console_socket: Option<&std::path::Path>,
+) -> Result<i32> {
+    hull_state::validate_id(id)?;
+    let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let mut cmd = super::monitor_command(ctx, id, bundle, pid_file, console_socket)?;
     let wr_fd = wr.as_raw_fd();
     cmd.arg("--ready-fd").arg(wr_fd.to_string());
     cmd.stdin(Stdio::inherit())

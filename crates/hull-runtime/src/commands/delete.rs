@@ -11,11 +11,20 @@ use crate::Ctx;
 const STOP_WAIT: Duration = Duration::from_secs(10);
 
 pub fn delete(ctx: &Ctx, a: liboci_cli::Delete) -> Result<i32> {
-    let sd = StateDir::new(&ctx.root, &a.container_id)?;
-    let st = match super::load(ctx, &a.container_id) {
+    delete_container(ctx, &a.container_id, a.force)
+}
+
+/// `delete --force`: used to undo a half-done `run --detach`.
+pub fn force_delete(ctx: &Ctx, id: &str) -> Result<i32> {
+    delete_container(ctx, id, true)
+}
+
+fn delete_container(ctx: &Ctx, container_id: &str, force: bool) -> Result<i32> {
+    let sd = StateDir::new(&ctx.root, container_id)?;
+    let st = match super::load(ctx, container_id) {
         Ok((_, st)) => Some(st),
         Err(e) => match e.downcast_ref::<StateError>() {
-            Some(StateError::NotFound(_)) if a.force => None,
+            Some(StateError::NotFound(_)) if force => None,
             _ => return Err(e),
         },
     };
@@ -23,10 +32,10 @@ pub fn delete(ctx: &Ctx, a: liboci_cli::Delete) -> Result<i32> {
     if let Some(st) = &st {
         if st.status != Status::Stopped {
             // Like runc: a created container (nothing runs yet) is deleted without --force.
-            if !a.force && st.status != Status::Created {
+            if !force && st.status != Status::Created {
                 return Err(anyhow!(
                     "cannot delete container {} that is not stopped: {}",
-                    a.container_id,
+                    container_id,
                     serde_json::to_value(st.status)?
                         .as_str()
                         .unwrap_or("running")

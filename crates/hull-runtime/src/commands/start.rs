@@ -12,10 +12,15 @@ use crate::Ctx;
 const CREATE_WAIT: Duration = Duration::from_secs(120);
 
 pub fn start(ctx: &Ctx, a: liboci_cli::Start) -> Result<i32> {
-    let sd = StateDir::new(&ctx.root, &a.container_id)?;
+    start_container(ctx, &a.container_id)
+}
+
+/// `start` proper (also the second half of `run --detach`).
+pub fn start_container(ctx: &Ctx, id: &str) -> Result<i32> {
+    let sd = StateDir::new(&ctx.root, id)?;
     let deadline = Instant::now() + CREATE_WAIT;
     let st = loop {
-        match super::load(ctx, &a.container_id) {
+        match super::load(ctx, id) {
             Ok((_, st)) => break st,
             // The directory exists but state.json does not yet: create is still booting.
             Err(e)
@@ -27,8 +32,7 @@ pub fn start(ctx: &Ctx, a: liboci_cli::Start) -> Result<i32> {
             {
                 if Instant::now() >= deadline {
                     return Err(anyhow!(
-                        "container {:?} is still being created after {CREATE_WAIT:?}",
-                        a.container_id
+                        "container {id:?} is still being created after {CREATE_WAIT:?}"
                     ));
                 }
                 std::thread::sleep(Duration::from_millis(10));
