@@ -493,3 +493,27 @@ fn run_detach_returns_once_the_container_runs_and_a_failed_start_leaves_nothing(
     assert!(stderr(&out).contains("no-such-command"), "{}", stderr(&out));
     root.assert_clean("detfail");
 }
+
+#[test]
+fn preserve_fds_is_refused_as_a_config_error_before_anything_exists() {
+    let root = Root::new();
+    let b = Bundle::busybox(&["true"]);
+    for args in [
+        vec!["create", "--preserve-fds", "2", "--bundle"],
+        vec!["run", "--preserve-fds", "1", "--bundle"],
+    ] {
+        let mut c = root.cmd(&args);
+        c.arg(b.path()).arg("pfds");
+        let out: std::process::Output =
+            common::finish(common::spawn(&mut c, false), None, VM_TIMEOUT).into();
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("--preserve-fds") && stderr(&out).contains("VM"),
+            "{}",
+            stderr(&out)
+        );
+        root.assert_clean("pfds");
+    }
+    let out = hr(&root, &["exec", "--preserve-fds", "1", "nosuch", "true"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+}

@@ -13,6 +13,7 @@ use super::CodedError;
 use crate::Ctx;
 
 pub fn create(ctx: &Ctx, a: liboci_cli::Create) -> Result<i32> {
+    super::refuse_preserved_fds(a.preserve_fds)?;
     create_container(
         ctx,
         &a.container_id,

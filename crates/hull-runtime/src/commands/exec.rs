@@ -16,6 +16,7 @@ use oci_spec::runtime::Process;
 use crate::Ctx;
 
 pub fn exec(ctx: &Ctx, a: liboci_cli::Exec) -> Result<i32> {
+    super::refuse_preserved_fds(a.preserve_fds)?;
     let (sd, st) = super::load(ctx, &a.container_id)?;
     if st.status != Status::Running {
         return Err(anyhow!(

@@ -33,6 +33,22 @@ pub struct CodedError {
     pub message: String,
 }
 
+/// `--preserve-fds N`: the host's open files cannot follow the process into its VM, so N > 0 is
+/// refused (a configuration error) rather than silently dropped.
+pub fn refuse_preserved_fds(n: i32) -> anyhow::Result<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    Err(CodedError {
+        code: 3,
+        message: format!(
+            "--preserve-fds {n}: open files of the host cannot be passed to a process in the \
+             container's VM"
+        ),
+    }
+    .into())
+}
+
 /// Exit code for an error: its own code if it has one, else 1 like runc.
 pub fn exit_code(e: &anyhow::Error) -> i32 {
     e.downcast_ref::<CodedError>().map(|c| c.code).unwrap_or(1)

@@ -10,6 +10,7 @@ use crate::Ctx;
 
 pub fn run(ctx: &Ctx, a: liboci_cli::Run) -> Result<i32> {
     hull_state::validate_id(&a.container_id)?;
+    super::refuse_preserved_fds(a.preserve_fds)?;
     if a.detach {
         super::create::create_container(
             ctx,
