@@ -46,10 +46,13 @@ pub struct HostMessage {
 pub enum HostRequest {
     /// First message on a new channel. Reply: [`Reply::Hello`].
     Hello { version: u8 },
-    /// Mount the shared files and prepare the container (mounts, hostname...). Reply: `Ok`.
+    /// Mount the shared files and prepare the container like runc's `create`: its init is set up
+    /// in its namespaces and root (createContainer hooks run) and waits. Reply: `Ok` once it
+    /// waits, or the set-up error.
     CreateContainer(Box<ContainerConfig>),
-    /// Start a process: `init` is the container's own process (from the spec given at create
-    /// time); otherwise `process` is an exec'd process. Reply: [`Reply::Started`].
+    /// Start a process: exec id 0 releases the prepared init (startContainer hooks, then the
+    /// spec's process); any other id execs `process` in the running container.
+    /// Reply: [`Reply::Started`].
     StartProcess(Box<StartProcess>),
     /// Send a signal to one process (or with `all`, every process of the container). Reply: `Ok`.
     Signal {
@@ -101,9 +104,10 @@ pub struct BindShare {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StartProcess {
     pub exec_id: ExecId,
-    /// `None` for the init process (taken from the container's spec).
+    /// The exec'd process; `None` for the init (the spec's process, fixed at create).
     pub process: Option<oci_spec::runtime::Process>,
-    /// Whether the host will send stdin data (otherwise stdin is /dev/null).
+    /// Whether the host will send stdin data (otherwise stdin is /dev/null). The init's stdin
+    /// is always relayed (the host sends data or its end).
     pub stdin: bool,
 }
 
