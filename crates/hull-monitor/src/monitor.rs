@@ -211,35 +211,22 @@ impl Monitor {
         }
         self.timings.host_prepared_ms = self.ms();
 
-        let mut virtiofsd = Vec::new();
-        for (tree, sock, log, cache) in [
-            (
-                ShareTree::Rootfs,
-                "vfs.sock",
-                "virtiofsd.log",
-                plan.rootfs_cache,
-            ),
-            (
-                ShareTree::Volumes,
+        let spawn_share = |dir: PathBuf, sock: &str, log: &str, cache: FsCache| {
+            let listener = bind(&sd, sock)?;
+            share::spawn_virtiofsd(&assets.virtiofsd, &dir, cache, &listener, &sd.path(log))
+        };
+        let mut virtiofsd = vec![spawn_share(
+            sd.share_dir(),
+            "vfs.sock",
+            "virtiofsd.log",
+            plan.rootfs_cache,
+        )?];
+        if volumes {
+            virtiofsd.push(spawn_share(
+                sd.path("volumes"),
                 "vol.sock",
                 "virtiofsd-volumes.log",
                 FsCache::Auto,
-            ),
-        ] {
-            if tree == ShareTree::Volumes && !volumes {
-                continue;
-            }
-            let dir = match tree {
-                ShareTree::Rootfs => sd.share_dir(),
-                ShareTree::Volumes => sd.path("volumes"),
-            };
-            let listener = bind(&sd, sock)?;
-            virtiofsd.push(share::spawn_virtiofsd(
-                &assets.virtiofsd,
-                &dir,
-                cache,
-                &listener,
-                &sd.path(log),
             )?);
         }
         self.timings.virtiofsd_spawned_ms = self.ms();
