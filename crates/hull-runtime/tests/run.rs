@@ -182,8 +182,7 @@ fn host_edits_reach_a_running_container_through_volumes_and_an_uncached_rootfs()
         }));
         c["annotations"] = json!({"org.hull.rootfs.cache": "auto"});
     });
-    let mut c = root.cmd(&["run", "--bundle"]);
-    c.arg(b.path()).arg("coherent");
+    let mut c = common::run_cmd(&root, &b, "coherent");
     let mut child = spawn(&mut c, false);
     let ready = host.path().join("ready");
     let early_exit =
@@ -221,10 +220,8 @@ fn host_edits_reach_a_running_container_through_volumes_and_an_uncached_rootfs()
 fn a_guest_without_a_console_runs_the_container() {
     let root = Root::new();
     let b = Bundle::busybox(&["sh", "-c", "echo out; echo err >&2; exit 3"]);
-    let mut c = root.cmd(&["run", "--bundle"]);
-    c.arg(b.path())
-        .arg("noconsole")
-        .env("HULL_GUEST_CONSOLE", "off");
+    let mut c = common::run_cmd(&root, &b, "noconsole");
+    c.env("HULL_GUEST_CONSOLE", "off");
     let out = finish(spawn(&mut c, false), None, VM_TIMEOUT);
     assert_eq!(out.code, Some(3), "{out}");
     assert_eq!(out.stdout_str(), "out\n");
@@ -250,8 +247,7 @@ fn sigterm_to_the_runtime_reaches_the_container_process() {
         "-c",
         "trap 'exit 42' TERM; touch /ready; while true; do sleep 0.1; done",
     ]);
-    let mut c = root.cmd(&["run", "--bundle"]);
-    c.arg(b.path()).arg("term");
+    let mut c = common::run_cmd(&root, &b, "term");
     let child = spawn(&mut c, false);
     // The shell is PID 1 of its namespace: it ignores SIGTERM until its trap is set, which it
     // announces by creating /ready (seen on the host through the shared rootfs).
@@ -259,11 +255,7 @@ fn sigterm_to_the_runtime_reaches_the_container_process() {
     hull_testkit::wait::wait_for("the trap to be set", VM_TIMEOUT, || {
         ready.exists().then_some(())
     });
-    Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
+    common::terminate(&child);
     let out = finish(child, None, VM_TIMEOUT);
     assert_eq!(out.code, Some(42), "{out}");
     root.assert_clean("term");
@@ -273,8 +265,7 @@ fn sigterm_to_the_runtime_reaches_the_container_process() {
 fn killing_the_monitor_takes_qemu_and_virtiofsd_with_it() {
     let root = Root::new();
     let b = Bundle::busybox(&["sleep", "1000"]);
-    let mut c = root.cmd(&["run", "--bundle"]);
-    c.arg(b.path()).arg("orphans");
+    let mut c = common::run_cmd(&root, &b, "orphans");
     let child = spawn(&mut c, false);
     wait_status(&root, "orphans", "running");
     let kids = common::processes_mentioning(root.path());
@@ -309,8 +300,7 @@ fn expect_error(
     code: i32,
     needles: &[&str],
 ) {
-    let mut c = root.cmd(&["run", "--bundle"]);
-    c.arg(b.path()).arg(id);
+    let mut c = common::run_cmd(root, b, id);
     for (k, v) in env {
         c.env(k, v);
     }
@@ -469,19 +459,14 @@ fn a_guest_that_never_answers_times_out_with_accelerator_and_console_log() {
 fn interrupting_a_booting_container_cleans_up_and_keeps_the_rootfs() {
     let root = Root::new();
     let b = Bundle::busybox(&["true"]);
-    let mut c = root.cmd(&["run", "--bundle"]);
-    c.arg(b.path()).arg("intr");
+    let mut c = common::run_cmd(&root, &b, "intr");
     let child = spawn(&mut c, false);
     // The moment the VM exists (its console log appears), interrupt.
     let console = root.path().join("intr/console.log");
     hull_testkit::wait::wait_for("the VM to start", VM_TIMEOUT, || {
         console.exists().then_some(())
     });
-    Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
+    common::terminate(&child);
     let out = finish(child, None, VM_TIMEOUT);
     assert!(
         out.code == Some(143) || out.code == Some(42) || out.code == Some(0),

@@ -209,11 +209,27 @@ pub fn finish(mut child: Child, input: Option<&[u8]>, timeout: Duration) -> Out 
     }
 }
 
-/// Runs `hull-runtime run` on `bundle` as container `id`.
-pub fn run(root: &Root, bundle: &Bundle, id: &str, input: Option<&[u8]>) -> Out {
+/// The `hull-runtime run` command for `bundle` as container `id` (not started).
+pub fn run_cmd(root: &Root, bundle: &Bundle, id: &str) -> Command {
     let mut c = root.cmd(&["run", "--bundle"]);
     c.arg(bundle.path()).arg(id);
+    c
+}
+
+/// Runs `hull-runtime run` on `bundle` as container `id`.
+pub fn run(root: &Root, bundle: &Bundle, id: &str, input: Option<&[u8]>) -> Out {
+    let mut c = run_cmd(root, bundle, id);
     finish(spawn(&mut c, input.is_some()), input, VM_TIMEOUT)
+}
+
+/// Sends SIGTERM to a spawned runtime.
+pub fn terminate(child: &Child) {
+    let st = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .expect("run kill");
+    assert!(st.success(), "kill -TERM {}", child.id());
 }
 
 /// Waits until the container's state says `status`.
