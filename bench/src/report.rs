@@ -117,6 +117,29 @@ fn phase_deltas(timings: &[Map<String, Value>], key: &str, prev: Option<&str>) -
 }
 
 /// Phases in their known order, then any the monitor added since (alphabetically).
+/// One table row per phase in `keys` (median time and median delta to the previous phase);
+/// returns the last phase.
+fn phase_rows<'a>(
+    s: &mut String,
+    timings: &[Map<String, Value>],
+    keys: &'a [String],
+) -> Option<&'a str> {
+    let mut prev: Option<&str> = None;
+    for k in keys {
+        let at = Summary::of(&phase_values(timings, k));
+        let d = Summary::of(&phase_deltas(timings, k, prev));
+        let _ = writeln!(
+            s,
+            "| {} | {:.1} | {:.1} |",
+            k.trim_end_matches("_ms"),
+            at.map(|x| x.median).unwrap_or(f64::NAN),
+            d.map(|x| x.median).unwrap_or(f64::NAN)
+        );
+        prev = Some(k);
+    }
+    prev
+}
+
 fn phase_order(timings: &[Map<String, Value>]) -> (Vec<String>, Vec<String>) {
     let mut host: Vec<String> = HOST_PHASES.iter().map(|s| s.to_string()).collect();
     let guest: Vec<String> = GUEST_PHASES.iter().map(|s| s.to_string()).collect();
@@ -245,20 +268,7 @@ impl Report {
                     s,
                     "| phase (host, since monitor start) | at | Δ |\n|---|---:|---:|"
                 );
-                let mut prev: Option<&str> = None;
-                for k in &host {
-                    let at = Summary::of(&phase_values(&t.timings, k));
-                    let d = Summary::of(&phase_deltas(&t.timings, k, prev));
-                    let _ = writeln!(
-                        s,
-                        "| {} | {:.1} | {:.1} |",
-                        k.trim_end_matches("_ms"),
-                        at.map(|x| x.median).unwrap_or(f64::NAN),
-                        d.map(|x| x.median).unwrap_or(f64::NAN)
-                    );
-                    prev = Some(k);
-                }
-                if let Some(last) = prev {
+                if let Some(last) = phase_rows(&mut s, &t.timings, &host) {
                     let exit: Vec<f64> = t
                         .timings
                         .iter()
@@ -275,19 +285,7 @@ impl Report {
                     s,
                     "\n| phase (guest CLOCK_BOOTTIME) | at | Δ |\n|---|---:|---:|"
                 );
-                let mut prev: Option<&str> = None;
-                for k in &guest {
-                    let at = Summary::of(&phase_values(&t.timings, k));
-                    let d = Summary::of(&phase_deltas(&t.timings, k, prev));
-                    let _ = writeln!(
-                        s,
-                        "| {} | {:.1} | {:.1} |",
-                        k.trim_end_matches("_ms"),
-                        at.map(|x| x.median).unwrap_or(f64::NAN),
-                        d.map(|x| x.median).unwrap_or(f64::NAN)
-                    );
-                    prev = Some(k);
-                }
+                phase_rows(&mut s, &t.timings, &guest);
             }
             s.push('\n');
         }
