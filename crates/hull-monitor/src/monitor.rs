@@ -90,6 +90,7 @@ pub fn run(opts: Options) -> Result<i32, MonitorError> {
         tty_restore: None,
         init_stdio: None,
         poststart: Vec::new(),
+        start_timeout: REQUEST_TIMEOUT,
     };
     let r = m.run();
     if let (Err(e), Some(ready)) = (&r, m.ready.as_mut()) {
@@ -126,6 +127,8 @@ struct Monitor {
     /// The init process's stdin source and terminal, prepared at create time.
     init_stdio: Option<(File, Option<File>)>,
     poststart: Vec<oci_spec::runtime::Hook>,
+    /// Deadline for starting the init: the guest runs the startContainer hooks first.
+    start_timeout: Duration,
 }
 
 struct ExecEntry {
@@ -343,7 +346,10 @@ impl Monitor {
                 })
                 .collect(),
         };
-        match agent.request(HostRequest::CreateContainer(Box::new(cfg)), CREATE_TIMEOUT) {
+        // The guest runs the createContainer hooks during create: their time comes on top.
+        let create_timeout =
+            CREATE_TIMEOUT + guest_hooks_timeout(&bundle, |h| h.create_container());
+        match agent.request(HostRequest::CreateContainer(Box::new(cfg)), create_timeout) {
             Ok(_) => {}
             Err(RequestError::Agent(e)) => {
                 return Err(MonitorError::Agent(format!(
@@ -354,7 +360,7 @@ impl Monitor {
             Err(RequestError::Timeout) => {
                 return Err(timeout(
                     "the guest agent to create the container",
-                    CREATE_TIMEOUT,
+                    create_timeout,
                 ))
             }
             Err(RequestError::Gone) => return Err(gone("creating the container")),
@@ -390,6 +396,8 @@ impl Monitor {
             let prestart = h.prestart().clone().unwrap_or_default();
             hull_oci::hooks::run_hooks("prestart", &prestart, &json)?;
         }
+        self.start_timeout =
+            REQUEST_TIMEOUT + guest_hooks_timeout(&bundle, |h| h.start_container());
         self.poststart = bundle
             .spec
             .hooks()
@@ -668,7 +676,7 @@ impl Monitor {
         };
         match vm
             .agent
-            .request(HostRequest::StartProcess(Box::new(req)), REQUEST_TIMEOUT)
+            .request(HostRequest::StartProcess(Box::new(req)), self.start_timeout)
         {
             Ok(Reply::Started { started_ns, .. }) => {
                 self.timings.guest_process_started_ms = ns_to_ms(started_ns)
@@ -680,9 +688,10 @@ impl Monitor {
             }
             Err(RequestError::Agent(e)) => return Err(MonitorError::Agent(e.message)),
             Err(RequestError::Timeout) => {
-                return Err(MonitorError::Agent(
-                    "starting the container process timed out".into(),
-                ))
+                return Err(MonitorError::Agent(format!(
+                    "starting the container process timed out after {:?}",
+                    self.start_timeout
+                )))
             }
             Err(RequestError::Gone) => return Err(gone("starting the container process")),
         }
@@ -998,6 +1007,15 @@ fn spawn_qemu(q: &QemuCommand, sd: &StateDir) -> Result<ChildGuard, MonitorError
         .spawn()
         .map_err(MonitorError::sys(format!("start {}", q.binary.display())))?;
     Ok(ChildGuard::new("qemu", child))
+}
+
+/// The longest the guest's hooks of one kind may take (see `hull_oci::hooks::total_timeout`).
+fn guest_hooks_timeout(
+    bundle: &Bundle,
+    kind: impl Fn(&oci_spec::runtime::Hooks) -> &Option<Vec<oci_spec::runtime::Hook>>,
+) -> Duration {
+    let hooks = bundle.spec.hooks().as_ref().and_then(|h| kind(h).clone());
+    hull_oci::hooks::total_timeout(&hooks.unwrap_or_default())
 }
 
 /// `HULL_GUEST_CONSOLE`: `on` (default: the guest console goes to `<state>/console.log`) or

@@ -33,6 +33,18 @@ pub enum HookError {
     },
 }
 
+/// How long `hooks` may take at most, in order (each its `timeout`, else the default): the
+/// host's deadline for a guest operation that runs them grows by this much.
+pub fn total_timeout(hooks: &[Hook]) -> Duration {
+    hooks.iter().map(hook_timeout).sum()
+}
+
+fn hook_timeout(h: &Hook) -> Duration {
+    h.timeout()
+        .map(|t| Duration::from_secs(t.max(1) as u64))
+        .unwrap_or(DEFAULT_TIMEOUT)
+}
+
 /// Runs `hooks` in order; the first failure stops and is returned.
 pub fn run_hooks(kind: &'static str, hooks: &[Hook], state_json: &str) -> Result<(), HookError> {
     for h in hooks {
@@ -69,10 +81,7 @@ fn run_hook(kind: &'static str, h: &Hook, state_json: &str) -> Result<(), HookEr
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(state_json.as_bytes());
     }
-    let timeout = h
-        .timeout()
-        .map(|t| Duration::from_secs(t.max(1) as u64))
-        .unwrap_or(DEFAULT_TIMEOUT);
+    let timeout = hook_timeout(h);
     let deadline = Instant::now() + timeout;
     loop {
         if let Ok(Some(st)) = child.try_wait() {
@@ -137,6 +146,19 @@ mod tests {
             e.contains("prestart hook /bin/sh") && e.contains("nope"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn total_timeout_adds_each_hooks_own_or_the_default() {
+        let hooks = [
+            hook(serde_json::json!({"path": "/bin/true", "timeout": 5})),
+            hook(serde_json::json!({"path": "/bin/true"})),
+        ];
+        assert_eq!(
+            total_timeout(&hooks),
+            Duration::from_secs(5) + DEFAULT_TIMEOUT
+        );
+        assert_eq!(total_timeout(&[]), Duration::ZERO);
     }
 
     #[test]

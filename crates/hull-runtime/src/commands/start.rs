@@ -10,6 +10,8 @@ use hull_state::{StateDir, StateError, Status};
 use crate::Ctx;
 
 const CREATE_WAIT: Duration = Duration::from_secs(120);
+/// Deadline for the monitor's answer to start, before the guest's startContainer hooks.
+const START_WAIT: Duration = Duration::from_secs(60);
 
 pub fn start(ctx: &Ctx, a: liboci_cli::Start) -> Result<i32> {
     start_container(ctx, &a.container_id)
@@ -45,6 +47,12 @@ pub fn start_container(ctx: &Ctx, id: &str) -> Result<i32> {
         Status::Stopped => return Err(anyhow!("cannot start a container that has stopped")),
         _ => return Err(anyhow!("cannot start an already running container")),
     }
-    super::call(&sd, &CtlRequest::Start, Duration::from_secs(60))?;
+    // The guest runs the startContainer hooks before the process: their time comes on top.
+    let hooks = hull_oci::read_spec(&st.bundle.join("config.json"))
+        .ok()
+        .and_then(|spec| spec.hooks().as_ref()?.start_container().clone())
+        .unwrap_or_default();
+    let deadline = START_WAIT + hull_oci::hooks::total_timeout(&hooks);
+    super::call(&sd, &CtlRequest::Start, deadline)?;
     Ok(0)
 }
