@@ -298,11 +298,25 @@ fn spec_and_features_tell_the_truth() {
         f["linux"]["seccomp"]["enabled"], false,
         "seccomp is not enforced in the guest yet"
     );
-    assert!(f["hooks"]
+    let hooks: Vec<&str> = f["hooks"]
         .as_array()
         .unwrap()
         .iter()
-        .any(|h| h == "poststop"));
+        .filter_map(|h| h.as_str())
+        .collect();
+    for h in [
+        "prestart",
+        "createRuntime",
+        "createContainer",
+        "startContainer",
+        "poststart",
+        "poststop",
+    ] {
+        assert!(
+            hooks.contains(&h),
+            "features must list {h} (all run): {hooks:?}"
+        );
+    }
 }
 
 #[test]
