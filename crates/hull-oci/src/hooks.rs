@@ -1,8 +1,11 @@
-//! OCI lifecycle hooks that run on the host: `createRuntime`, `prestart` (deprecated, same
-//! point), `poststart` and `poststop`. Each gets the container's state JSON on stdin.
+//! Running OCI lifecycle hooks: on the host `createRuntime`, `prestart` (deprecated, same
+//! point), `poststart` and `poststop`; in the guest (hull-agent) `createContainer` and
+//! `startContainer`. Each gets the container's state JSON on stdin and has a deadline.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::io::{Read, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use oci_spec::runtime::Hook;
@@ -47,16 +50,60 @@ fn hook_timeout(h: &Hook) -> Duration {
 
 /// Runs `hooks` in order; the first failure stops and is returned.
 pub fn run_hooks(kind: &'static str, hooks: &[Hook], state_json: &str) -> Result<(), HookError> {
+    run_hooks_in(kind, hooks, state_json, None)
+}
+
+/// [`run_hooks`], each hook chrooted in `root` when given (its path is looked up there). The
+/// caller must not die of SIGPIPE (Rust programs ignore it) if a hook leaves its stdin unread.
+pub fn run_hooks_in(
+    kind: &'static str,
+    hooks: &[Hook],
+    state_json: &str,
+    root: Option<&Path>,
+) -> Result<(), HookError> {
     for h in hooks {
-        run_hook(kind, h, state_json)?;
+        run_hook(kind, h, state_json, root)?;
     }
     Ok(())
 }
 
-fn run_hook(kind: &'static str, h: &Hook, state_json: &str) -> Result<(), HookError> {
+/// "exit status N" or "killed by signal N".
+fn describe(st: ExitStatus) -> String {
+    match (st.code(), st.signal()) {
+        (Some(code), _) => format!("exit status {code}"),
+        (None, Some(sig)) => format!("killed by signal {sig}"),
+        _ => st.to_string(),
+    }
+}
+
+fn run_hook(
+    kind: &'static str,
+    h: &Hook,
+    state_json: &str,
+    root: Option<&Path>,
+) -> Result<(), HookError> {
     use std::os::unix::process::CommandExt;
     let path = h.path().display().to_string();
     let mut cmd = Command::new(h.path());
+    if let Some(root) = root {
+        let root = std::ffi::CString::new(root.as_os_str().as_encoded_bytes()).map_err(|_| {
+            HookError::Spawn {
+                kind,
+                path: path.clone(),
+                source: std::io::Error::other("root path contains a NUL byte"),
+            }
+        })?;
+        // SAFETY: between fork and exec only chroot(2) and chdir(2), async-signal-safe calls
+        // on memory prepared before the fork.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::chroot(root.as_ptr()) != 0 || libc::chdir(c"/".as_ptr()) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
     if let Some(args) = h.args() {
         if let Some((arg0, rest)) = args.split_first() {
             cmd.arg0(arg0).args(rest);
@@ -78,24 +125,34 @@ fn run_hook(kind: &'static str, h: &Hook, state_json: &str) -> Result<(), HookEr
             path: path.clone(),
             source,
         })?;
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(state_json.as_bytes());
-    }
+    // stdin and stderr on threads of their own: a hook that neither reads its state nor stops
+    // writing to stderr must still meet its deadline.
+    let stdin = child.stdin.take().map(|mut w| {
+        let state = state_json.to_string();
+        std::thread::spawn(move || drop(w.write_all(state.as_bytes())))
+    });
+    let stderr = child.stderr.take().map(|mut r| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = r.read_to_string(&mut text);
+            text
+        })
+    });
     let timeout = hook_timeout(h);
     let deadline = Instant::now() + timeout;
     loop {
         if let Ok(Some(st)) = child.try_wait() {
+            if let Some(t) = stdin {
+                let _ = t.join();
+            }
             if st.success() {
                 return Ok(());
             }
-            let mut stderr = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
-            }
+            let stderr = stderr.and_then(|t| t.join().ok()).unwrap_or_default();
             return Err(HookError::Failed {
                 kind,
                 path,
-                status: st.to_string(),
+                status: describe(st),
                 stderr: stderr.trim().to_string(),
             });
         }
