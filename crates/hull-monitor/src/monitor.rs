@@ -19,6 +19,7 @@ use hull_protocol::{
 };
 use hull_qemu::{Accel, AccelChoice, Chardev, Device, QemuCommand, QmpClient};
 use hull_state::{ContainerState, StateDir, Status};
+use oci_spec::runtime::Hooks;
 
 use crate::agent::{AgentConn, Event, RequestError};
 use crate::assets::Assets;
@@ -348,7 +349,7 @@ impl Monitor {
         };
         // The guest runs the createContainer hooks during create: their time comes on top.
         let create_timeout =
-            CREATE_TIMEOUT + guest_hooks_timeout(&bundle, |h| h.create_container());
+            CREATE_TIMEOUT + hull_oci::hooks::timeout_of(&bundle.spec, Hooks::create_container);
         match agent.request(HostRequest::CreateContainer(Box::new(cfg)), create_timeout) {
             Ok(_) => {}
             Err(RequestError::Agent(e)) => {
@@ -397,7 +398,7 @@ impl Monitor {
             hull_oci::hooks::run_hooks("prestart", &prestart, &json)?;
         }
         self.start_timeout =
-            REQUEST_TIMEOUT + guest_hooks_timeout(&bundle, |h| h.start_container());
+            REQUEST_TIMEOUT + hull_oci::hooks::timeout_of(&bundle.spec, Hooks::start_container);
         self.poststart = bundle
             .spec
             .hooks()
@@ -1007,15 +1008,6 @@ fn spawn_qemu(q: &QemuCommand, sd: &StateDir) -> Result<ChildGuard, MonitorError
         .spawn()
         .map_err(MonitorError::sys(format!("start {}", q.binary.display())))?;
     Ok(ChildGuard::new("qemu", child))
-}
-
-/// The longest the guest's hooks of one kind may take (see `hull_oci::hooks::total_timeout`).
-fn guest_hooks_timeout(
-    bundle: &Bundle,
-    kind: impl Fn(&oci_spec::runtime::Hooks) -> &Option<Vec<oci_spec::runtime::Hook>>,
-) -> Duration {
-    let hooks = bundle.spec.hooks().as_ref().and_then(|h| kind(h).clone());
-    hull_oci::hooks::total_timeout(&hooks.unwrap_or_default())
 }
 
 /// `HULL_GUEST_CONSOLE`: `on` (default: the guest console goes to `<state>/console.log`) or

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use oci_spec::runtime::Hook;
+use oci_spec::runtime::{Hook, Hooks, Spec};
 
 /// Deadline for a hook without a `timeout` of its own.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -40,6 +40,12 @@ pub enum HookError {
 /// host's deadline for a guest operation that runs them grows by this much.
 pub fn total_timeout(hooks: &[Hook]) -> Duration {
     hooks.iter().map(hook_timeout).sum()
+}
+
+/// [`total_timeout`] of one kind of `spec`'s hooks, e.g. `Hooks::start_container`.
+pub fn timeout_of(spec: &Spec, kind: impl Fn(&Hooks) -> &Option<Vec<Hook>>) -> Duration {
+    let hooks = spec.hooks().as_ref().and_then(|h| kind(h).as_deref());
+    total_timeout(hooks.unwrap_or_default())
 }
 
 fn hook_timeout(h: &Hook) -> Duration {

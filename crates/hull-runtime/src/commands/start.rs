@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Result};
 use hull_monitor::control::CtlRequest;
 use hull_state::{StateDir, StateError, Status};
+use oci_spec::runtime::Hooks;
 
 use crate::Ctx;
 
@@ -49,10 +50,9 @@ pub fn start_container(ctx: &Ctx, id: &str) -> Result<i32> {
     }
     // The guest runs the startContainer hooks before the process: their time comes on top.
     let hooks = hull_oci::read_spec(&st.bundle.join("config.json"))
-        .ok()
-        .and_then(|spec| spec.hooks().as_ref()?.start_container().clone())
+        .map(|spec| hull_oci::hooks::timeout_of(&spec, Hooks::start_container))
         .unwrap_or_default();
-    let deadline = START_WAIT + hull_oci::hooks::total_timeout(&hooks);
+    let deadline = START_WAIT + hooks;
     super::call(&sd, &CtlRequest::Start, deadline)?;
     Ok(0)
 }
