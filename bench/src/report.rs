@@ -124,20 +124,33 @@ fn phase_rows<'a>(
     timings: &[Map<String, Value>],
     keys: &'a [String],
 ) -> Option<&'a str> {
-    let mut prev: Option<&str> = None;
-    for k in keys {
-        let at = Summary::of(&phase_values(timings, k));
-        let d = Summary::of(&phase_deltas(timings, k, prev));
+    let median = |x: Option<Summary>| x.map(|x| x.median).unwrap_or(f64::NAN);
+    for (k, at, d) in phase_summaries(timings, keys) {
         let _ = writeln!(
             s,
             "| {} | {:.1} | {:.1} |",
             k.trim_end_matches("_ms"),
-            at.map(|x| x.median).unwrap_or(f64::NAN),
-            d.map(|x| x.median).unwrap_or(f64::NAN)
+            median(at),
+            median(d)
         );
-        prev = Some(k);
     }
-    prev
+    keys.last().map(String::as_str)
+}
+
+/// For each phase in `keys`: its time and its delta to the previous phase, summarized.
+fn phase_summaries<'a>(
+    timings: &[Map<String, Value>],
+    keys: &'a [String],
+) -> Vec<(&'a str, Option<Summary>, Option<Summary>)> {
+    let mut prev: Option<&str> = None;
+    keys.iter()
+        .map(|k| {
+            let at = Summary::of(&phase_values(timings, k));
+            let d = Summary::of(&phase_deltas(timings, k, prev));
+            prev = Some(k);
+            (k.as_str(), at, d)
+        })
+        .collect()
 }
 
 fn phase_order(timings: &[Map<String, Value>]) -> (Vec<String>, Vec<String>) {
@@ -412,27 +425,13 @@ impl Report {
         if let (Some(t), Some([a, b, c])) = (&self.ttw, self.ttw_summaries()) {
             let (host, guest) = phase_order(&t.timings);
             let mut phases = Map::new();
-            let mut prev: Option<&str> = None;
-            for k in &host {
-                phases.insert(
-                    k.clone(),
-                    json!({
-                        "at": summary_json(&Summary::of(&phase_values(&t.timings, k))),
-                        "delta": summary_json(&Summary::of(&phase_deltas(&t.timings, k, prev))),
-                    }),
-                );
-                prev = Some(k);
-            }
-            let mut prev: Option<&str> = None;
-            for k in &guest {
-                phases.insert(
-                    k.clone(),
-                    json!({
-                        "at": summary_json(&Summary::of(&phase_values(&t.timings, k))),
-                        "delta": summary_json(&Summary::of(&phase_deltas(&t.timings, k, prev))),
-                    }),
-                );
-                prev = Some(k);
+            for keys in [&host, &guest] {
+                for (k, at, d) in phase_summaries(&t.timings, keys) {
+                    phases.insert(
+                        k.to_string(),
+                        json!({"at": summary_json(&at), "delta": summary_json(&d)}),
+                    );
+                }
             }
             v["time_to_workload"] = json!({
                 "bare_qemu_boot_ms": summary_json(&a),
