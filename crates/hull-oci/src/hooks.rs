@@ -133,28 +133,29 @@ fn run_hook(
         })?;
     // stdin and stderr on threads of their own: a hook that neither reads its state nor stops
     // writing to stderr must still meet its deadline.
-    let stdin = child.stdin.take().map(|mut w| {
+    if let Some(mut w) = child.stdin.take() {
         let state = state_json.to_string();
-        std::thread::spawn(move || drop(w.write_all(state.as_bytes())))
-    });
-    let stderr = child.stderr.take().map(|mut r| {
+        std::thread::spawn(move || drop(w.write_all(state.as_bytes())));
+    }
+    let (err_tx, err_rx) = std::sync::mpsc::channel();
+    if let Some(mut r) = child.stderr.take() {
         std::thread::spawn(move || {
             let mut text = String::new();
             let _ = r.read_to_string(&mut text);
-            text
-        })
-    });
+            let _ = err_tx.send(text);
+        });
+    }
     let timeout = hook_timeout(h);
     let deadline = Instant::now() + timeout;
     loop {
         if let Ok(Some(st)) = child.try_wait() {
-            if let Some(t) = stdin {
-                let _ = t.join();
-            }
             if st.success() {
                 return Ok(());
             }
-            let stderr = stderr.and_then(|t| t.join().ok()).unwrap_or_default();
+            // A process the hook left behind may hold its stderr open: wait only briefly.
+            let stderr = err_rx
+                .recv_timeout(Duration::from_millis(500))
+                .unwrap_or_default();
             return Err(HookError::Failed {
                 kind,
                 path,
@@ -222,6 +223,18 @@ mod tests {
             Duration::from_secs(5) + DEFAULT_TIMEOUT
         );
         assert_eq!(total_timeout(&[]), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_failing_hook_whose_child_keeps_stderr_open_does_not_block() {
+        let d = tempfile::tempdir().unwrap();
+        let pid_file = d.path().join("pid");
+        let h = hook(serde_json::json!({"path": "/bin/sh", "args": ["sh", "-c",
+            format!("sleep 1000 & echo $! > {}; exit 5", pid_file.display())]}));
+        let e = run_hooks("prestart", &[h], "{}").unwrap_err();
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        let _ = Command::new("kill").arg(pid.trim()).status();
+        assert!(e.to_string().contains("exit status 5"), "{e}");
     }
 
     #[test]
