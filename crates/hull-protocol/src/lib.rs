@@ -30,12 +30,14 @@
 
 mod frame;
 mod messages;
+mod net;
 
 pub use frame::{Frame, FrameHeader, FrameKind, FrameReader, FrameWriter, HEADER_LEN, MAX_PAYLOAD};
 pub use messages::*;
+pub use net::{IpNet, NetInterface, NetRoute, NetworkConfig};
 
 /// Version of the message set. The host sends it in `Hello`; the agent answers with its own.
-pub const PROTOCOL_VERSION: u8 = 2;
+pub const PROTOCOL_VERSION: u8 = 3;
 
 /// Version of the frame layout (header byte 2).
 pub const FRAME_FORMAT: u8 = 1;

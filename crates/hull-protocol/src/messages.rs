@@ -46,6 +46,9 @@ pub struct HostMessage {
 pub enum HostRequest {
     /// First message on a new channel. Reply: [`Reply::Hello`].
     Hello { version: u8 },
+    /// Configure the guest's network (interfaces found by MAC, addresses, routes) before the
+    /// first container is created. `lo` is always up without it. Reply: `Ok`.
+    ConfigureNetwork(Box<crate::NetworkConfig>),
     /// Mount the shared files and prepare the container like runc's `create`: its init is set up
     /// in its namespaces and root (createContainer hooks run) and waits. Reply: `Ok` once it
     /// waits, or the set-up error.
@@ -59,7 +62,13 @@ pub enum HostRequest {
         exec_id: ExecId,
         signal: i32,
         all: bool,
+        /// With `all`: the container whose processes get it (`None`: the VM's first container).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        container: Option<String>,
     },
+    /// Forget a container of a pod whose init has exited (its id may be created again). The
+    /// VM's first container is never removed: its end is the VM's. Reply: `Ok`.
+    RemoveContainer { id: String },
     /// Set the window size of a process's terminal. Reply: `Ok`.
     ResizeTty {
         exec_id: ExecId,
@@ -89,6 +98,11 @@ pub struct ContainerConfig {
     pub binds: Vec<BindShare>,
     /// The bundle's host path, for the state that in-guest hooks get.
     pub bundle: String,
+    /// The exec id of the container's init. 0 for the VM's first container (its exit ends the
+    /// VM); a later container of the same pod gets a fresh exec id from the host, and its exit
+    /// ends only that container.
+    #[serde(default)]
+    pub init_exec_id: ExecId,
 }
 
 /// A host path the host shares with the guest for a bind mount.
@@ -109,6 +123,10 @@ pub struct StartProcess {
     /// Whether the host will send stdin data (otherwise stdin is /dev/null). The init's stdin
     /// is always relayed (the host sends data or its end).
     pub stdin: bool,
+    /// The container an exec'd process runs in (`None`: the VM's first container). Ignored for
+    /// a container's init (its exec id names it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
 }
 
 /// Everything the agent sends.
@@ -236,6 +254,7 @@ mod tests {
                 exec_id: 0,
                 signal: 15,
                 all: false,
+                container: None,
             },
         };
         let j = serde_json::to_string(&h).unwrap();
