@@ -20,6 +20,36 @@ use crate::process::{self, Spawned, Target};
 use crate::stdio::{self, Relay, StdinMsg};
 use crate::{procfs, reaper, sys};
 
+/// `error: cause: cause` in one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
+}
+
+/// A new container's id and init exec id are free, and a later container has a first one.
+fn check_new_container(st: &State, cfg: &ContainerConfig) -> Result<()> {
+    if st.containers.contains_key(&cfg.id) {
+        return Err(Error::msg(format!("container {:?} already exists", cfg.id)));
+    }
+    match (cfg.init_exec_id, &st.first) {
+        (0, Some(first)) => Err(Error::msg(format!(
+            "the VM already has its first container {first:?}"
+        ))),
+        (0, None) => Ok(()),
+        (_, None) => Err(Error::msg("a pod's later container needs the first one")),
+        (n, Some(_)) if st.procs.contains_key(&n) => {
+            Err(Error::msg(format!("exec id {n} already in use")))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// How long the output of an exited process may still flow before its streams are closed (an
 /// orphan may hold the pipes open).
 const OUTPUT_GRACE: Duration = Duration::from_secs(2);
@@ -33,13 +63,20 @@ struct Proc {
     relays: Vec<Relay>,
 }
 
+/// One container of the VM (a pod has several).
+struct Ctr {
+    container: Arc<Container>,
+    /// The init, set up by CreateContainer and waiting for StartProcess.
+    init: Option<process::PreparedInit>,
+}
+
 #[derive(Default)]
 struct State {
     share_mounted: bool,
     volumes_mounted: bool,
-    container: Option<Arc<Container>>,
-    /// The init, set up by CreateContainer and waiting for StartProcess.
-    init: Option<process::PreparedInit>,
+    containers: HashMap<String, Ctr>,
+    /// The VM's first container (its init is exec 0; its end is the VM's).
+    first: Option<String>,
     procs: HashMap<ExecId, Proc>,
     by_pid: HashMap<i32, ExecId>,
     /// Processes being started: while > 0, exits of unknown PIDs are kept in `early_exits`
@@ -49,8 +86,30 @@ struct State {
 }
 
 impl State {
-    fn init_running(&self) -> bool {
-        self.procs.get(&0).is_some_and(|p| p.running)
+    fn running(&self, exec_id: ExecId) -> Option<i32> {
+        self.procs
+            .get(&exec_id)
+            .filter(|p| p.running)
+            .map(|p| p.pid)
+    }
+
+    /// The container `id`, or the VM's first one.
+    fn container(&self, id: Option<&str>) -> Result<&Ctr> {
+        let id = id.or(self.first.as_deref());
+        id.and_then(|id| self.containers.get(id))
+            .ok_or_else(|| match id {
+                Some(id) => Error::msg(format!("container {id:?} does not exist")),
+                None => Error::msg("no container (CreateContainer first)"),
+            })
+    }
+
+    /// The guest PID whose namespaces a pod's later containers join: the first container's
+    /// init, prepared or running.
+    fn pod_init_pid(&self) -> Option<i32> {
+        self.running(0).or_else(|| {
+            let first = self.containers.get(self.first.as_deref()?)?;
+            first.init.as_ref().map(|i| i.pid())
+        })
     }
 
     /// Marks the process `pid` exited; returns its exec id and relays if it is one of ours.
@@ -160,12 +219,18 @@ impl Agent {
                     agent_ready_ns: self.ready_ns,
                 })
             }
+            HostRequest::ConfigureNetwork(cfg) => {
+                hull_net::guest::configure(&cfg).map_err(|e| Error::msg(error_chain(&e)))?;
+                Ok(Reply::Ok)
+            }
             HostRequest::CreateContainer(cfg) => self.create(*cfg),
+            HostRequest::RemoveContainer { id } => self.remove(&id),
             HostRequest::Signal {
                 exec_id,
                 signal,
                 all,
-            } => self.signal(exec_id, signal, all),
+                container,
+            } => self.signal(exec_id, signal, all, container.as_deref()),
             HostRequest::ResizeTty {
                 exec_id,
                 rows,
@@ -183,14 +248,15 @@ impl Agent {
     }
 
     fn create(&self, cfg: ContainerConfig) -> Result<Reply> {
-        let (share, volumes) = {
+        let (share, volumes, pod_init_pid) = {
             let st = self.state();
-            if st.container.is_some() {
-                return Err(Error::msg("container already created"));
-            }
-            (st.share_mounted, st.volumes_mounted)
+            check_new_container(&st, &cfg)?;
+            (st.share_mounted, st.volumes_mounted, st.pod_init_pid())
         };
-        debug!("creating the container");
+        debug!(
+            "creating container {} (init exec {})",
+            cfg.id, cfg.init_exec_id
+        );
         if !share {
             container::mount_share(SHARE_TAG, container::SHARE_DIR)?;
             self.state().share_mounted = true;
@@ -199,7 +265,10 @@ impl Agent {
             container::mount_share(VOLUME_TAG, container::VOLUME_DIR)?;
             self.state().volumes_mounted = true;
         }
-        let c = Container::plan(cfg)?;
+        let mut c = Container::plan(cfg)?;
+        if c.init_exec_id != 0 {
+            c.pod_init_pid = pod_init_pid;
+        }
         let process = c
             .spec
             .process()
@@ -222,22 +291,57 @@ impl Agent {
             init.pid()
         );
         let mut st = self.state();
-        st.container = Some(Arc::new(c));
-        st.init = Some(init);
+        if c.init_exec_id == 0 {
+            st.first = Some(c.id.clone());
+        }
+        let ctr = Ctr {
+            container: Arc::new(c),
+            init: Some(init),
+        };
+        st.containers.insert(ctr.container.id.clone(), ctr);
+        Ok(Reply::Ok)
+    }
+
+    /// Forgets a later container of a pod once its init has ended.
+    fn remove(&self, id: &str) -> Result<Reply> {
+        let mut st = self.state();
+        let ctr = st.container(Some(id))?;
+        let exec_id = ctr.container.init_exec_id;
+        if exec_id == 0 {
+            return Err(Error::msg(format!(
+                "container {id:?} is the VM's first container: it ends with the VM"
+            )));
+        }
+        if st.running(exec_id).is_some() {
+            return Err(Error::msg(format!("container {id:?} is still running")));
+        }
+        // A never-started init exits when its go pipe closes.
+        if let Some(ctr) = st.containers.remove(id) {
+            if ctr.init.is_some() {
+                drop(ctr);
+                self.done_spawning(&mut st);
+            }
+        }
+        st.procs.remove(&exec_id);
         Ok(Reply::Ok)
     }
 
     fn start_process(self: &Arc<Self>, id: u64, sp: StartProcess) {
         let exec_id = sp.exec_id;
-        if exec_id == 0 {
-            return self.start_init(id, sp);
+        let init_of = {
+            let st = self.state();
+            st.containers
+                .values()
+                .find(|c| c.container.init_exec_id == exec_id)
+                .map(|c| c.container.id.clone())
+        };
+        if let Some(ctr) = init_of {
+            return self.start_init(id, &ctr, sp);
         }
         let prepared = (|| {
             let mut st = self.state();
-            let c = st
-                .container
-                .clone()
-                .ok_or_else(|| Error::msg("no container (CreateContainer first)"))?;
+            let ctr = st.container(sp.container.as_deref())?;
+            let c = ctr.container.clone();
             if st.procs.contains_key(&exec_id) {
                 return Err(Error::msg(format!("exec id {exec_id} already in use")));
             }
@@ -245,8 +349,9 @@ impl Agent {
                 .process
                 .clone()
                 .ok_or_else(|| Error::msg(format!("exec {exec_id}: no process given")))?;
-            let init = st.procs.get(&0).filter(|p| p.running);
-            let init_pid = init.ok_or_else(|| Error::msg("container not running"))?.pid;
+            let init_pid = st
+                .running(c.init_exec_id)
+                .ok_or_else(|| Error::msg("container not running"))?;
             st.spawning += 1;
             Ok((c, Target::Exec { init_pid }, process))
         })();
@@ -258,18 +363,13 @@ impl Agent {
         self.started(id, exec_id, spawned, sp.stdin);
     }
 
-    /// Releases the init that CreateContainer prepared.
-    fn start_init(self: &Arc<Self>, id: u64, sp: StartProcess) {
-        let init = {
-            let mut st = self.state();
-            if st.container.is_none() {
-                return self.chan.reply(
-                    id,
-                    Err(AgentError::new("no container (CreateContainer first)")),
-                );
-            }
-            st.init.take()
-        };
+    /// Releases the init that CreateContainer prepared for container `ctr`.
+    fn start_init(self: &Arc<Self>, id: u64, ctr: &str, sp: StartProcess) {
+        let init = self
+            .state()
+            .containers
+            .get_mut(ctr)
+            .and_then(|c| c.init.take());
         let Some(init) = init else {
             return self
                 .chan
@@ -279,7 +379,7 @@ impl Agent {
             debug!("the init's process is the spec's; the one given with its start is ignored");
         }
         let spawned = process::start_init(init);
-        self.started(id, 0, spawned, true);
+        self.started(id, sp.exec_id, spawned, true);
     }
 
     /// Replies to a StartProcess and tracks the process, or reports its failure.
@@ -407,14 +507,20 @@ impl Agent {
         });
     }
 
-    fn signal(&self, exec_id: ExecId, signal: i32, all: bool) -> Result<Reply> {
+    fn signal(
+        &self,
+        exec_id: ExecId,
+        signal: i32,
+        all: bool,
+        container: Option<&str>,
+    ) -> Result<Reply> {
         let st = self.state();
         if all {
-            if !st.init_running() {
-                return Err(Error::msg("container not running"));
-            }
+            let c = st.container(container)?.container.clone();
+            let init = st.running(c.init_exec_id);
+            let init = init.ok_or_else(|| Error::msg("container not running"))?;
             drop(st);
-            for pid in procfs::container_pids() {
+            for pid in pids_of(&c, init) {
                 match sys::kill(pid, signal) {
                     Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
                     Err(e) => {
@@ -429,6 +535,13 @@ impl Agent {
                 sys::kill(p.pid, signal)
                     .ctx(|| format!("sending signal {signal} to exec {exec_id} (pid {})", p.pid))?;
                 Ok(Reply::Ok)
+            }
+            _ if st
+                .containers
+                .values()
+                .any(|c| c.container.init_exec_id == exec_id) =>
+            {
+                Err(Error::msg("container not running"))
             }
             _ if exec_id == 0 => Err(Error::msg("container not running")),
             _ => Err(Error::msg(format!("no such process (exec {exec_id})"))),
@@ -473,7 +586,29 @@ impl Agent {
     }
 }
 
-/// Sends `signal` to every process of the container.
+/// The processes of container `c` whose init is `init`: those in its PID namespace when it has
+/// its own; else every process of the VM for the VM's first container, the init alone for a
+/// later container of a pod.
+fn pids_of(c: &Container, init: i32) -> Vec<i32> {
+    let ns_of = |pid: i32| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+    let all = procfs::container_pids();
+    if c.ns.unshare.contains(nix::sched::CloneFlags::CLONE_NEWPID) {
+        let Some(ns) = ns_of(init) else {
+            return vec![init];
+        };
+        return all
+            .into_iter()
+            .filter(|p| ns_of(*p).as_ref() == Some(&ns))
+            .collect();
+    }
+    if c.init_exec_id == 0 {
+        all
+    } else {
+        vec![init]
+    }
+}
+
+/// Sends `signal` to every process of the VM.
 fn kill_all(signal: i32) {
     for pid in procfs::container_pids() {
         let _ = sys::kill(pid, signal);

@@ -55,11 +55,22 @@ pub struct Namespaces {
     pub unshare: CloneFlags,
     /// What exec'd processes join, in order: flag and name under /proc/PID/ns.
     pub join: Vec<(CloneFlags, &'static str)>,
+    /// A later container of a pod: the namespaces its init joins from the pod's first
+    /// container (the spec names them by a host path, `/proc/<monitor PID>/ns/ipc`: on the host
+    /// that is the VM's monitor, in the guest it is the first container's init).
+    pub pod: Vec<(CloneFlags, &'static str)>,
 }
 
 impl Namespaces {
+    /// Whether the process goes into another PID namespace (a new one or the pod's).
     pub fn pid(&self) -> bool {
         self.unshare.contains(CloneFlags::CLONE_NEWPID)
+            || self.pod.iter().any(|(f, _)| *f == CloneFlags::CLONE_NEWPID)
+    }
+
+    /// Whether the UTS namespace is the pod's (its hostname is the pod's, not set again).
+    pub fn pod_uts(&self) -> bool {
+        self.pod.iter().any(|(f, _)| *f == CloneFlags::CLONE_NEWUTS)
     }
 }
 
@@ -93,6 +104,11 @@ pub struct Container {
     mounts: Vec<PlannedMount>,
     /// Whether /dev is a tmpfs of the spec, to be populated like runc does.
     default_devices: bool,
+    /// The exec id of its init (0: the VM's first container).
+    pub init_exec_id: hull_protocol::ExecId,
+    /// For a later container of a pod: the guest PID of the pod's first init, whose
+    /// namespaces `ns.pod` names.
+    pub pod_init_pid: Option<i32>,
 }
 
 impl Container {
@@ -108,7 +124,7 @@ impl Container {
             )));
         }
         let spec = cfg.spec;
-        let ns = plan_namespaces(&spec)?;
+        let ns = plan_namespaces(&spec, cfg.init_exec_id != 0)?;
         let mut mounts = Vec::new();
         for (index, m) in spec.mounts().iter().flatten().enumerate() {
             let dest = m.destination().clone();
@@ -159,13 +175,18 @@ impl Container {
             ns,
             mounts,
             default_devices,
+            init_exec_id: cfg.init_exec_id,
+            pod_init_pid: None,
         })
     }
 }
 
-fn plan_namespaces(spec: &Spec) -> Result<Namespaces> {
+/// The container's namespaces. `member`: a later container of a pod, whose namespace paths
+/// name the pod's namespaces.
+fn plan_namespaces(spec: &Spec, member: bool) -> Result<Namespaces> {
     let mut unshare = CloneFlags::CLONE_NEWNS;
     let mut join = Vec::new();
+    let mut pod = Vec::new();
     let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref());
     for n in namespaces.into_iter().flatten() {
         let (flag, name) = match n.typ() {
@@ -187,6 +208,10 @@ fn plan_namespaces(spec: &Spec) -> Result<Namespaces> {
             // would be empty; it also cost ~20 ms per container under TCG (netns teardown).
             continue;
         }
+        if let (Some(_), true) = (n.path(), member && flag != CloneFlags::CLONE_NEWNS) {
+            pod.push((flag, name));
+            continue;
+        }
         if let Some(path) = n.path() {
             return Err(Error::msg(format!(
                 "joining an existing {name} namespace ({}) is not supported",
@@ -203,11 +228,11 @@ fn plan_namespaces(spec: &Spec) -> Result<Namespaces> {
         (CloneFlags::CLONE_NEWPID, "pid"),
         (CloneFlags::CLONE_NEWNS, "mnt"),
     ] {
-        if unshare.contains(flag) {
+        if unshare.contains(flag) || pod.iter().any(|(f, _)| *f == flag) {
             join.push((flag, name));
         }
     }
-    Ok(Namespaces { unshare, join })
+    Ok(Namespaces { unshare, join, pod })
 }
 
 fn mnt(
@@ -281,7 +306,7 @@ pub fn setup_rootfs(
         let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
         mnt(None, Path::new("/"), None, flags, None).ctx(|| "remounting / read-only".into())?;
     }
-    if let Some(h) = c.spec.hostname() {
+    if let Some(h) = c.spec.hostname().as_ref().filter(|_| !c.ns.pod_uts()) {
         nix::unistd::sethostname(h).ctx(|| format!("setting the hostname to {h:?}"))?;
     }
     if let Some(d) = c.spec.domainname() {
@@ -495,7 +520,7 @@ mod tests {
 
     #[test]
     fn namespaces_always_include_mount() {
-        let n = plan_namespaces(&spec_with("[]")).unwrap();
+        let n = plan_namespaces(&spec_with("[]"), false).unwrap();
         assert_eq!(n.unshare, CloneFlags::CLONE_NEWNS);
         assert_eq!(n.join, vec![(CloneFlags::CLONE_NEWNS, "mnt")]);
         assert!(!n.pid());
@@ -503,10 +528,13 @@ mod tests {
 
     #[test]
     fn namespaces_of_runc_spec() {
-        let n = plan_namespaces(&spec_with(
-            r#"[{"type":"pid"},{"type":"network","path":"/var/run/netns/x"},{"type":"ipc"},
+        let n = plan_namespaces(
+            &spec_with(
+                r#"[{"type":"pid"},{"type":"network","path":"/var/run/netns/x"},{"type":"ipc"},
                 {"type":"uts"},{"type":"mount"},{"type":"cgroup"},{"type":"user"}]"#,
-        ))
+            ),
+            false,
+        )
         .unwrap();
         assert!(n.pid());
         assert!(!n.unshare.contains(CloneFlags::CLONE_NEWNET));
@@ -517,17 +545,43 @@ mod tests {
 
     #[test]
     fn a_new_network_namespace_is_the_vms_own() {
-        let n = plan_namespaces(&spec_with(r#"[{"type":"network"},{"type":"pid"}]"#)).unwrap();
+        let n =
+            plan_namespaces(&spec_with(r#"[{"type":"network"},{"type":"pid"}]"#), false).unwrap();
         assert!(!n.unshare.contains(CloneFlags::CLONE_NEWNET));
         assert!(n.join.iter().all(|j| j.1 != "net"));
     }
 
     #[test]
     fn namespace_paths_other_than_network_are_refused() {
-        let e = plan_namespaces(&spec_with(r#"[{"type":"ipc","path":"/proc/1/ns/ipc"}]"#));
+        let e = plan_namespaces(
+            &spec_with(r#"[{"type":"ipc","path":"/proc/1/ns/ipc"}]"#),
+            false,
+        );
         assert!(e
             .unwrap_err()
             .to_string()
             .contains("ipc namespace (/proc/1/ns/ipc)"));
+    }
+
+    #[test]
+    fn a_pod_member_joins_the_pods_namespaces_named_by_path() {
+        let spec = spec_with(
+            r#"[{"type":"pid"},{"type":"network","path":"/proc/9/ns/net"},
+                {"type":"ipc","path":"/proc/9/ns/ipc"},{"type":"uts","path":"/proc/9/ns/uts"},
+                {"type":"mount"}]"#,
+        );
+        let n = plan_namespaces(&spec, true).unwrap();
+        let pod: Vec<_> = n.pod.iter().map(|p| p.1).collect();
+        assert_eq!(pod, ["ipc", "uts"]);
+        assert!(!n.unshare.contains(CloneFlags::CLONE_NEWIPC));
+        assert!(n.unshare.contains(CloneFlags::CLONE_NEWPID));
+        assert!(n.pod_uts());
+        let names: Vec<_> = n.join.iter().map(|j| j.1).collect();
+        assert_eq!(names, ["ipc", "uts", "pid", "mnt"]);
+        let e = plan_namespaces(
+            &spec_with(r#"[{"type":"mount","path":"/proc/9/ns/mnt"}]"#),
+            true,
+        );
+        assert!(e.is_err(), "a pod's mount namespace cannot be shared");
     }
 }

@@ -127,6 +127,10 @@ fn early_init() {
     }
     ensure_std_fds();
     log::open_console();
+    // Programs talk to themselves over localhost: lo is up in every VM.
+    if let Err(e) = hull_net::guest::loopback_up() {
+        failures.push(format!("bringing lo up: {e}"));
+    }
     for f in failures {
         info!("{f}");
     }

@@ -159,6 +159,24 @@ fn open_join_fds(c: &Container, init_pid: i32) -> Result<JoinFds> {
     Ok(JoinFds { ns, root })
 }
 
+/// The pod's namespaces a later container of a pod joins (from its first container's init).
+fn open_pod_fds(c: &Container) -> Result<Vec<(File, CloneFlags, &'static str)>> {
+    if c.ns.pod.is_empty() {
+        return Ok(Vec::new());
+    }
+    let pid = c
+        .pod_init_pid
+        .ok_or_else(|| Error::msg("the pod's first container is not running"))?;
+    c.ns.pod
+        .iter()
+        .map(|(flag, name)| {
+            let path = format!("/proc/{pid}/ns/{name}");
+            let f = File::open(&path).ctx(|| format!("the pod's {name} namespace: {path}"))?;
+            Ok((f, *flag, *name))
+        })
+        .collect()
+}
+
 /// Messages on the status pipe: a tag byte, a little-endian u32 length, the payload.
 const MSG_PID: u8 = b'P';
 const MSG_ERROR: u8 = b'E';
@@ -248,6 +266,10 @@ fn fork_child(
         Target::Init => None,
         Target::Exec { init_pid } => Some(open_join_fds(c, init_pid)?),
     };
+    let pod = match target {
+        Target::Init => open_pod_fds(c)?,
+        Target::Exec { .. } => Vec::new(),
+    };
     let (status_r, status_w) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).ctx(|| "creating a pipe".into())?;
 
@@ -264,13 +286,14 @@ fn fork_child(
                 plan: &plan,
                 stdio: &child_io,
                 join: join.as_ref(),
+                pod: &pod,
                 status: status_w.as_fd(),
                 go: go.as_ref().map(|g| g.as_fd()),
             };
             child_main(&ctx)
         }
         ForkResult::Parent { child } => {
-            drop((status_w, child_io, join, go));
+            drop((status_w, child_io, join, go, pod));
             Ok(Forked {
                 child,
                 status: File::from(status_r),
@@ -384,6 +407,8 @@ struct ChildCtx<'a> {
     plan: &'a ExecPlan,
     stdio: &'a ChildStdio,
     join: Option<&'a JoinFds>,
+    /// A pod member's init: the pod's namespaces to join before unsharing the rest.
+    pod: &'a [(File, CloneFlags, &'static str)],
     status: BorrowedFd<'a>,
     /// Init prepared at create: wait for a byte here before the exec.
     go: Option<BorrowedFd<'a>>,
@@ -406,7 +431,13 @@ fn child_setup(ctx: &ChildCtx<'_>) -> Result<Infallible> {
     }
     debug!("child: forked");
     match ctx.join {
-        None => nix::sched::unshare(ctx.c.ns.unshare).ctx(|| "creating namespaces".into())?,
+        None => {
+            for (fd, flag, name) in ctx.pod {
+                nix::sched::setns(fd, *flag)
+                    .ctx(|| format!("joining the pod's {name} namespace"))?;
+            }
+            nix::sched::unshare(ctx.c.ns.unshare).ctx(|| "creating namespaces".into())?
+        }
         Some(j) => {
             for (fd, flag, name) in &j.ns {
                 nix::sched::setns(fd, *flag)

@@ -39,6 +39,19 @@ pub enum CtlRequest {
         rows: u16,
         cols: u16,
     },
+    /// To the monitor of a pod's VM, from the host process of a later container of the pod
+    /// (see `member`): create it in this VM. Attached fds as for `exec`. Replies: `created`,
+    /// later `started`, then `exited` (this connection is the member's life).
+    CreateMember {
+        id: String,
+        bundle: std::path::PathBuf,
+    },
+    /// To the monitor of a pod's VM: `request` for the pod's container `id` (start, kill, exec,
+    /// ps, stats...), forwarded by that container's host process from its own `ctl.sock`.
+    Member {
+        id: String,
+        request: Box<CtlRequest>,
+    },
 }
 
 /// Replies.
@@ -64,6 +77,10 @@ pub enum CtlReply {
     Exited {
         status: i32,
     },
+    /// A pod member was created in the VM: its init has this exec id.
+    Created {
+        exec_id: u32,
+    },
 }
 
 /// A request handed to the monitor's main loop, with the way back.
@@ -77,8 +94,14 @@ pub struct ControlRequest {
     pub reply: Sender<CtlReply>,
 }
 
+impl From<ControlRequest> for Event {
+    fn from(c: ControlRequest) -> Self {
+        Event::Control(c)
+    }
+}
+
 /// Serves `listener` on a thread, forwarding requests as events.
-pub fn serve(listener: UnixListener, events: Sender<Event>) {
+pub fn serve<E: From<ControlRequest> + Send + 'static>(listener: UnixListener, events: Sender<E>) {
     std::thread::Builder::new()
         .name("control".into())
         .spawn(move || {
@@ -90,7 +113,7 @@ pub fn serve(listener: UnixListener, events: Sender<Event>) {
         .expect("spawn control thread");
 }
 
-fn handle(conn: UnixStream, events: Sender<Event>) {
+fn handle<E: From<ControlRequest>>(conn: UnixStream, events: Sender<E>) {
     let mut buf = vec![0u8; 256 * 1024];
     let mut line = Vec::new();
     let mut fds = Vec::new();
@@ -115,15 +138,13 @@ fn handle(conn: UnixStream, events: Sender<Event>) {
             let gone = CtlReply::Error {
                 message: "container not running".into(),
             };
-            if events
-                .send(Event::Control(ControlRequest {
-                    request,
-                    fds,
-                    peer_pid,
-                    reply: tx,
-                }))
-                .is_err()
-            {
+            let req = ControlRequest {
+                request,
+                fds,
+                peer_pid,
+                reply: tx,
+            };
+            if events.send(E::from(req)).is_err() {
                 let _ = send(&gone);
                 return;
             }

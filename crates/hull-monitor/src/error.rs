@@ -54,6 +54,8 @@ pub enum MonitorError {
     Protocol(#[from] hull_protocol::ProtocolError),
     #[error(transparent)]
     Hook(#[from] hull_oci::hooks::HookError),
+    #[error("network")]
+    Net(#[from] hull_net::NetError),
     #[error("interrupted by signal {0} before the container started")]
     Interrupted(i32),
 }

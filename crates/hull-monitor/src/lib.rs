@@ -8,10 +8,12 @@
 pub mod agent;
 pub mod assets;
 pub mod control;
+pub mod devices;
 mod error;
 pub mod fdpass;
 pub mod host_probe;
 pub mod log;
+pub mod member;
 mod monitor;
 pub mod share;
 pub mod sys;

@@ -184,7 +184,38 @@ impl Bundle {
             }
         }
 
-        if let Some(linux) = spec.linux() {
+        let joins_network = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().as_ref())
+            .is_some_and(|ns| {
+                ns.iter()
+                    .any(|n| n.typ() == LinuxNamespaceType::Network && n.path().is_some())
+            });
+        let b = Self {
+            dir,
+            config_path,
+            spec,
+            rootfs,
+        };
+        // Joining another namespace is possible only as a later container of a pod (the VM of
+        // the container whose network namespace it joins): the monitor decides that.
+        if !joins_network {
+            b.refuse_joined_namespaces()?;
+        }
+        Ok(b)
+    }
+
+    /// Refuses namespace paths other than the network's: outside a pod, a host namespace cannot
+    /// be joined from inside a VM.
+    pub fn refuse_joined_namespaces(&self) -> Result<(), OciError> {
+        let unsupported = |field: String, value: String, why: &str| OciError::Unsupported {
+            config: self.config_path.clone(),
+            field,
+            value,
+            why: why.into(),
+        };
+        if let Some(linux) = self.spec.linux() {
             for (i, ns) in linux
                 .namespaces()
                 .as_deref()
@@ -197,19 +228,15 @@ impl Bundle {
                         return Err(unsupported(
                             format!("linux.namespaces[{i}].path"),
                             p.display().to_string(),
-                            "joining a host namespace is impossible from inside a VM",
+                            "joining a host namespace is impossible from inside a VM (only a \
+                             container sharing the network namespace of a running hull \
+                             container, a pod, can share its other namespaces)",
                         ));
                     }
                 }
             }
         }
-
-        Ok(Self {
-            dir,
-            config_path,
-            spec,
-            rootfs,
-        })
+        Ok(())
     }
 
     /// `process.terminal` of the spec.

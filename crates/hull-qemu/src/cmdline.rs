@@ -26,6 +26,22 @@ impl Chardev {
     }
 }
 
+/// A network backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Netdev {
+    /// A tap device the monitor opened; QEMU inherits the fd at this number.
+    TapFd { id: String, fd: i32 },
+}
+
+impl Netdev {
+    fn arg(&self) -> String {
+        match self {
+            // vhost=off: no /dev/vhost-net on these hosts, and QEMU must not try it.
+            Netdev::TapFd { id, fd } => format!("tap,id={id},fd={fd},vhost=off"),
+        }
+    }
+}
+
 /// A guest device.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Device {
@@ -40,6 +56,13 @@ pub enum Device {
         chardev: String,
         tag: String,
         queue_size: u32,
+    },
+    /// A virtio-net NIC (virtio-mmio on microvm) on a netdev, with the MAC and MTU the guest
+    /// must see.
+    VirtioNet {
+        netdev: String,
+        mac: String,
+        mtu: u32,
     },
 }
 
@@ -60,6 +83,9 @@ impl Device {
             } => {
                 format!("vhost-user-fs-device,chardev={chardev},tag={tag},queue-size={queue_size}")
             }
+            Device::VirtioNet { netdev, mac, mtu } => {
+                format!("virtio-net-device,netdev={netdev},mac={mac},host_mtu={mtu}")
+            }
         }
     }
 }
@@ -78,6 +104,7 @@ pub struct QemuCommand {
     pub initrd: PathBuf,
     pub kernel_cmdline: String,
     pub chardevs: Vec<Chardev>,
+    pub netdevs: Vec<Netdev>,
     pub devices: Vec<Device>,
     /// Chardev id of the QMP monitor.
     pub qmp_chardev: String,
@@ -133,6 +160,9 @@ impl QemuCommand {
         for c in &self.chardevs {
             push("-chardev", c.arg());
         }
+        for n in &self.netdevs {
+            push("-netdev", n.arg());
+        }
         for d in &self.devices {
             push("-device", d.arg());
         }
@@ -185,6 +215,10 @@ mod tests {
                     name: "org.hull.agent.0".into(),
                 },
             ],
+            netdevs: vec![Netdev::TapFd {
+                id: "net0".into(),
+                fd: 7,
+            }],
             qmp_chardev: "qmp".into(),
         }
     }
@@ -233,6 +267,22 @@ mod tests {
         assert!(p.contains(&(
             "-chardev".into(),
             "socket,id=agent,path=/run/a,,b/agent.sock,server=off".into()
+        )));
+    }
+
+    #[test]
+    fn tap_netdev_and_nic_carry_fd_mac_and_mtu() {
+        let mut c = sample();
+        c.devices.push(Device::VirtioNet {
+            netdev: "net0".into(),
+            mac: "0a:58:0a:58:00:02".into(),
+            mtu: 1400,
+        });
+        let p = pairs(&c.args());
+        assert!(p.contains(&("-netdev".into(), "tap,id=net0,fd=7,vhost=off".into())));
+        assert!(p.contains(&(
+            "-device".into(),
+            "virtio-net-device,netdev=net0,mac=0a:58:0a:58:00:02,host_mtu=1400".into()
         )));
     }
 

@@ -82,6 +82,16 @@ pub struct ContainerState {
     /// Whether the VM's vCPUs are paused (OCI has no "paused" status; runc shows it in list).
     #[serde(default)]
     pub paused: bool,
+    /// The network namespace the spec joined (an engine's), where the VM's taps and tc
+    /// redirects live: `delete` cleans them up there if the monitor could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<PathBuf>,
+    /// The interfaces of that namespace wired into the VM.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub net_interfaces: Vec<String>,
+    /// For a pod member: the id of the container whose VM it runs in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<String>,
 }
 
 impl ContainerState {
@@ -405,6 +415,9 @@ mod tests {
             exit_status: None,
             accel: "tcg".into(),
             paused: false,
+            netns: None,
+            net_interfaces: Vec::new(),
+            sandbox: None,
         };
         sd.save(&st).unwrap();
         assert_eq!(sd.load().unwrap().status, Status::Created);

@@ -1,0 +1,83 @@
+//! The VM's devices, each a host backend plus what QEMU gets for it, built from the plan.
+//!
+//! Every device kind is one module implementing [`VmDevice`]; [`from_plan`] lists the devices
+//! of one container's VM. The monitor walks that list in its phases: `stage` (host files,
+//! before any backend), `start_backend` (daemons, sockets, taps), `add_to` (QEMU's command
+//! line), `dead_backend` (a backend that died), `stop` (after QEMU has exited). A new device
+//! is one new module plus one line in [`from_plan`].
+
+mod fs;
+mod net;
+mod serial;
+
+use std::os::fd::RawFd;
+use std::path::PathBuf;
+
+use hull_oci::{FsCache, VmPlan};
+use hull_qemu::QemuCommand;
+use hull_state::StateDir;
+
+use crate::assets::Assets;
+use crate::MonitorError;
+
+pub use net::NetSetup;
+
+/// What the devices' host sides may use.
+pub struct HostCtx<'a> {
+    pub sd: &'a StateDir,
+    pub assets: &'a Assets,
+    pub plan: &'a VmPlan,
+}
+
+/// A backend process that exited while QEMU still needed it.
+#[derive(Debug)]
+pub struct DeadBackend {
+    pub program: &'static str,
+    pub status: String,
+    pub log: PathBuf,
+}
+
+/// One device of the VM: its host side and its part of QEMU's command line.
+pub trait VmDevice: Send {
+    /// Host files the backend serves (before any backend starts).
+    fn stage(&mut self, _ctx: &HostCtx) -> Result<(), MonitorError> {
+        Ok(())
+    }
+    /// Starts the host side: daemons, listening sockets, taps.
+    fn start_backend(&mut self, _ctx: &HostCtx) -> Result<(), MonitorError> {
+        Ok(())
+    }
+    /// Adds the device's chardevs, netdevs and devices.
+    fn add_to(&self, q: &mut QemuCommand);
+    /// File descriptors QEMU must inherit (at the same numbers).
+    fn qemu_fds(&self) -> Vec<RawFd> {
+        Vec::new()
+    }
+    /// `Some` if a backend process has exited.
+    fn dead_backend(&mut self) -> Option<DeadBackend> {
+        None
+    }
+    /// Stops the host side once QEMU has exited.
+    fn stop(&mut self) {}
+}
+
+/// What decides the device list besides the plan.
+pub struct DeviceOptions {
+    /// A guest console on `<state>/console.log`.
+    pub console: bool,
+    /// A second virtio-fs share for bind-mount sources.
+    pub volumes: bool,
+    /// The interfaces of the container's network namespace that the VM gets.
+    pub net: NetSetup,
+}
+
+/// The devices of one container's VM, in the order QEMU gets them.
+pub fn from_plan(plan: &VmPlan, opts: DeviceOptions) -> Vec<Box<dyn VmDevice>> {
+    let mut d: Vec<Box<dyn VmDevice>> = vec![Box::new(serial::Serial::new(opts.console))];
+    d.push(Box::new(fs::FsShare::rootfs(plan.rootfs_cache)));
+    if opts.volumes {
+        d.push(Box::new(fs::FsShare::volumes(FsCache::Auto)));
+    }
+    d.extend(net::devices(opts.net));
+    d
+}

@@ -1,0 +1,101 @@
+//! Phase 3: the agent's `Hello` (within the boot deadline of the accelerator), then the
+//! guest's network.
+
+use std::time::Duration;
+
+use hull_protocol::{HostRequest, Reply, PROTOCOL_VERSION};
+use hull_qemu::Accel;
+
+use super::prepare::Host;
+use super::vmm::Vmm;
+use super::{env_u64, guest_gone, guest_timeout, Monitor, REQUEST_TIMEOUT};
+use crate::agent::RequestError;
+use crate::timings::ns_to_ms;
+use crate::MonitorError;
+
+fn boot_timeout(accel: Accel) -> Duration {
+    let default = match accel {
+        Accel::Kvm => 20,
+        Accel::Tcg => 90,
+    };
+    Duration::from_secs(env_u64("HULL_BOOT_TIMEOUT_SECS").unwrap_or(default))
+}
+
+impl Monitor {
+    pub(super) fn boot_handshake(
+        &mut self,
+        host: &Host,
+        vmm: &mut Vmm,
+    ) -> Result<(), MonitorError> {
+        let accel = host.accel.accel;
+        let boot = boot_timeout(accel);
+        let hello = HostRequest::Hello {
+            version: PROTOCOL_VERSION,
+        };
+        match vmm.agent.request(hello, boot) {
+            Ok(Reply::Hello {
+                agent_start_ns,
+                agent_ready_ns,
+                ..
+            }) => {
+                self.timings.guest_agent_start_ms = ns_to_ms(agent_start_ns);
+                self.timings.guest_agent_ready_ms = ns_to_ms(agent_ready_ns);
+            }
+            Ok(other) => {
+                return Err(MonitorError::Agent(format!(
+                    "unexpected reply to hello: {other:?}"
+                )))
+            }
+            Err(RequestError::Timeout) => {
+                let what = "the guest agent to boot and answer";
+                return Err(guest_timeout(&host.sd, &self.opts.id, accel, what, boot));
+            }
+            Err(RequestError::Gone) => {
+                return Err(guest_gone(
+                    &host.sd,
+                    &self.opts.id,
+                    accel,
+                    "booting the guest",
+                ))
+            }
+            Err(RequestError::Agent(e)) => {
+                return Err(MonitorError::Agent(format!(
+                    "the guest agent in {} refused this host: {}",
+                    host.assets.initrd.display(),
+                    e.message
+                )))
+            }
+        }
+        self.timings.agent_ready_ms = self.ms();
+        self.configure_network(host, vmm)
+    }
+
+    /// Gives the guest the interfaces' addresses and routes (`lo` is up without asking).
+    fn configure_network(&mut self, host: &Host, vmm: &mut Vmm) -> Result<(), MonitorError> {
+        if host.network.interfaces.is_empty() {
+            return Ok(());
+        }
+        let req = HostRequest::ConfigureNetwork(Box::new(host.network.clone()));
+        let accel = host.accel.accel;
+        match vmm.agent.request(req, REQUEST_TIMEOUT) {
+            Ok(_) => Ok(()),
+            Err(RequestError::Agent(e)) => Err(MonitorError::Agent(format!(
+                "configuring the guest's network: {}",
+                e.message
+            ))),
+            Err(RequestError::Timeout) => Err(guest_timeout(
+                &host.sd,
+                &self.opts.id,
+                accel,
+                "the guest agent to configure the network",
+                REQUEST_TIMEOUT,
+            )),
+            Err(RequestError::Gone) => Err(guest_gone(
+                &host.sd,
+                &self.opts.id,
+                accel,
+                "configuring the network",
+            )),
+        }
+    }
+}

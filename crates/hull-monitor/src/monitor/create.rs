@@ -1,0 +1,146 @@
+//! Phase 4: the container prepared in the guest (like runc's `create`), the host's
+//! createRuntime/prestart hooks, state `created`, the pid file.
+
+use std::time::Duration;
+
+use hull_oci::Bundle;
+use hull_protocol::{BindShare, ContainerConfig, HostRequest};
+use hull_state::{ContainerState, Status};
+use oci_spec::runtime::Hooks;
+
+use super::prepare::Host;
+use super::vmm::Vmm;
+use super::{guest_gone, guest_timeout, Monitor, REQUEST_TIMEOUT};
+use crate::agent::RequestError;
+use crate::{sys, MonitorError};
+
+const CREATE_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Monitor {
+    pub(super) fn create_container(
+        &mut self,
+        host: &Host,
+        vmm: &mut Vmm,
+    ) -> Result<ContainerState, MonitorError> {
+        let bundle = &host.bundle;
+        let cfg = container_config(&self.opts.id, bundle, &host.plan, "rootfs", 0);
+        // The guest runs the createContainer hooks during create: their time comes on top.
+        let create_timeout =
+            CREATE_TIMEOUT + hull_oci::hooks::timeout_of(&bundle.spec, Hooks::create_container);
+        let accel = host.accel.accel;
+        match vmm
+            .agent
+            .request(HostRequest::CreateContainer(Box::new(cfg)), create_timeout)
+        {
+            Ok(_) => {}
+            Err(RequestError::Agent(e)) => {
+                return Err(MonitorError::Agent(format!(
+                    "creating the container: {}",
+                    e.message
+                )))
+            }
+            Err(RequestError::Timeout) => {
+                let what = "the guest agent to create the container";
+                return Err(guest_timeout(
+                    &host.sd,
+                    &self.opts.id,
+                    accel,
+                    what,
+                    create_timeout,
+                ));
+            }
+            Err(RequestError::Gone) => {
+                let what = "creating the container";
+                return Err(guest_gone(&host.sd, &self.opts.id, accel, what));
+            }
+        }
+        self.timings.container_created_ms = self.ms();
+
+        let state = self.created_state(host);
+        // createRuntime and prestart hooks: on the host, after the container is set up and
+        // before it is reported created; a failure fails create.
+        if let Some(h) = bundle.spec.hooks() {
+            let json = state.oci().to_string();
+            let create_runtime = h.create_runtime().clone().unwrap_or_default();
+            hull_oci::hooks::run_hooks("createRuntime", &create_runtime, &json)?;
+            let prestart = h.prestart().clone().unwrap_or_default();
+            hull_oci::hooks::run_hooks("prestart", &prestart, &json)?;
+        }
+        self.start_timeout =
+            REQUEST_TIMEOUT + hull_oci::hooks::timeout_of(&bundle.spec, Hooks::start_container);
+        self.poststart = bundle
+            .spec
+            .hooks()
+            .as_ref()
+            .and_then(|h| h.poststart().clone())
+            .unwrap_or_default();
+        host.sd.save(&state)?;
+        if let Some(p) = &self.opts.pid_file {
+            sys::write_pid_file(p, std::process::id() as i32)?;
+        }
+        Ok(state)
+    }
+
+    fn created_state(&self, host: &Host) -> ContainerState {
+        let bundle = &host.bundle;
+        ContainerState {
+            id: self.opts.id.clone(),
+            status: Status::Created,
+            pid: std::process::id() as i32,
+            bundle: bundle.dir.clone(),
+            rootfs: bundle.rootfs.clone(),
+            created: hull_state::now_rfc3339(),
+            owner: String::new(),
+            annotations: bundle
+                .spec
+                .annotations()
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+            monitor_pid: std::process::id() as i32,
+            exit_status: None,
+            accel: host.accel.accel.to_string(),
+            paused: false,
+            netns: network_namespace_path(bundle),
+            net_interfaces: host.net_interfaces.clone(),
+            sandbox: None,
+        }
+    }
+}
+
+/// What the agent needs to set up a container: the spec, where its rootfs is in the rootfs
+/// share (`rootfs`), where each bind mount's source is in the volumes share.
+pub(super) fn container_config(
+    id: &str,
+    bundle: &Bundle,
+    plan: &hull_oci::VmPlan,
+    rootfs: &str,
+    init_exec_id: u32,
+) -> ContainerConfig {
+    ContainerConfig {
+        id: id.to_owned(),
+        spec: bundle.spec.clone(),
+        rootfs: rootfs.to_owned(),
+        bundle: bundle.dir.display().to_string(),
+        binds: plan
+            .shares
+            .iter()
+            .filter_map(|s| {
+                s.mount_index.map(|i| BindShare {
+                    mount_index: i,
+                    share_path: s.share_path.clone(),
+                })
+            })
+            .collect(),
+        init_exec_id,
+    }
+}
+
+/// The network namespace path the spec joins, if any.
+fn network_namespace_path(b: &Bundle) -> Option<std::path::PathBuf> {
+    let ns = b.spec.linux().as_ref()?.namespaces().as_ref()?;
+    ns.iter()
+        .find(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Network)
+        .and_then(|n| n.path().clone())
+}

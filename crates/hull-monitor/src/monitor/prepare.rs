@@ -1,0 +1,228 @@
+//! Phase 1: everything on the host before QEMU starts. Input is checked before anything
+//! exists; then the state directory, the namespaces, the signal thread, and the devices' host
+//! sides (staging, virtiofsd, taps).
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
+
+use hull_oci::{Bundle, ShareTree, VmPlan};
+use hull_qemu::AccelChoice;
+use hull_state::StateDir;
+
+use super::{Monitor, StateGuard};
+use crate::agent::Event;
+use crate::assets::Assets;
+use crate::devices::{self, DeviceOptions, HostCtx, NetSetup, VmDevice};
+use crate::host_probe::{self, HostProbe};
+use crate::{log, sys, MonitorError};
+
+/// What the host side holds for the rest of the monitor's life.
+pub struct Host {
+    pub sd: StateDir,
+    pub guard: StateGuard,
+    pub bundle: Bundle,
+    pub plan: VmPlan,
+    pub assets: Assets,
+    pub accel: AccelChoice,
+    pub tsc_khz: Option<u64>,
+    pub devices: Vec<Box<dyn VmDevice>>,
+    pub ev_tx: Sender<Event>,
+    pub ev_rx: Receiver<Event>,
+    /// Whether the guest has a console (hvc0).
+    pub console: bool,
+    /// While true, a fatal signal aborts the monitor (nothing has been reported yet).
+    pub abortable: Arc<AtomicBool>,
+    /// The guest network (sent to the agent at boot).
+    pub network: hull_protocol::NetworkConfig,
+    /// Host interfaces wired into the VM (recorded for `delete` after a crash).
+    pub net_interfaces: Vec<String>,
+}
+
+impl Monitor {
+    pub(super) fn prepare_host(&mut self) -> Result<Host, MonitorError> {
+        let sd = StateDir::new(&self.opts.root, &self.opts.id)?;
+        let bundle = Bundle::load(&self.opts.bundle)?;
+        // Not a pod's later container (`run` checked): no other namespace can be joined.
+        bundle.refuse_joined_namespaces()?;
+        self.check_terminal(&bundle)?;
+        let host_cpus = std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(1);
+        let plan = VmPlan::from_bundle(&bundle, host_cpus)?;
+        let assets = Assets::locate()?;
+        let probe = host_probe::load_or_probe(&self.opts.root, &self.opts.self_exe);
+        let accel = self.choose_accel(&probe)?;
+        let console = guest_console()?;
+        if let Some(notice) = accel.notice() {
+            log::info(&notice);
+            if std::io::stderr().is_terminal() {
+                eprintln!("{notice}");
+            }
+        }
+        // Signals are caught from here on; the thread that handles them starts after unshare.
+        let signals = catch_signals()?;
+        sd.create()?;
+        let guard = StateGuard {
+            sd: sd.clone(),
+            keep: false,
+        };
+        // Must precede every thread of this process.
+        sys::private_mount_namespace()?;
+        let netns = network_namespace(&bundle);
+        if let Some(ns) = &netns {
+            sys::enter_network_namespace(ns.as_deref())?;
+        }
+        let (ev_tx, ev_rx) = mpsc::channel();
+        let abortable = Arc::new(AtomicBool::new(true));
+        spawn_signal_thread(signals, ev_tx.clone(), abortable.clone(), sd.clone())?;
+
+        // An engine's network namespace holds the interfaces it configured; a new one is empty.
+        let net = match netns {
+            Some(Some(_)) => NetSetup::inspect()?,
+            _ => NetSetup::default(),
+        };
+        let network = net.guest.clone();
+        let net_interfaces = net.names();
+        // A container in an engine's network namespace may become a pod's first container:
+        // its VM then needs a volumes share for the later containers' bind mounts.
+        let pod_capable = matches!(netns, Some(Some(_)));
+        let opts = DeviceOptions {
+            console,
+            volumes: pod_capable || plan.tree(ShareTree::Volumes).next().is_some(),
+            net,
+        };
+        let mut host = Host {
+            sd,
+            guard,
+            bundle,
+            plan: plan.clone(),
+            assets,
+            accel,
+            tsc_khz: probe.tsc_khz,
+            devices: devices::from_plan(&plan, opts),
+            ev_tx,
+            ev_rx,
+            console,
+            abortable,
+            network,
+            net_interfaces,
+        };
+        self.start_backends(&mut host)?;
+        Ok(host)
+    }
+
+    /// Stages every device's files, then starts every backend (virtiofsd, taps).
+    fn start_backends(&mut self, host: &mut Host) -> Result<(), MonitorError> {
+        let ctx = HostCtx {
+            sd: &host.sd,
+            assets: &host.assets,
+            plan: &host.plan,
+        };
+        for d in host.devices.iter_mut() {
+            d.stage(&ctx)?;
+        }
+        self.timings.host_prepared_ms = self.ms();
+        for d in host.devices.iter_mut() {
+            d.start_backend(&ctx)?;
+        }
+        self.timings.virtiofsd_spawned_ms = self.ms();
+        Ok(())
+    }
+
+    /// `process.terminal` needs somewhere to put the terminal.
+    fn check_terminal(&mut self, bundle: &Bundle) -> Result<(), MonitorError> {
+        if !bundle.terminal() {
+            return Ok(());
+        }
+        let size = bundle
+            .spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.console_size())
+            .map(|b| (b.height() as u16, b.width() as u16));
+        self.terminal = Some(size);
+        if self.opts.console_socket.is_none() && !std::io::stdin().is_terminal() {
+            return Err(hull_oci::OciError::Invalid {
+                path: bundle.config_path.clone(),
+                field: "process.terminal".into(),
+                problem: "true, but there is no --console-socket and stdin is not a terminal"
+                    .into(),
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    fn choose_accel(&self, probe: &HostProbe) -> Result<AccelChoice, MonitorError> {
+        let forced = match (self.opts.accel, std::env::var("HULL_ACCEL")) {
+            (Some(a), _) => Some(a),
+            (None, Ok(v)) if !v.is_empty() => Some(v.parse()?),
+            _ => None,
+        };
+        Ok(hull_qemu::accel::resolve(
+            forced,
+            probe.kvm_unusable.clone(),
+        )?)
+    }
+}
+
+/// The spec's network namespace: `None` if it asks for none, `Some(None)` for a new one,
+/// `Some(Some(path))` to join one.
+fn network_namespace(b: &Bundle) -> Option<Option<PathBuf>> {
+    let ns = b.spec.linux().as_ref()?.namespaces().as_ref()?;
+    ns.iter()
+        .find(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Network)
+        .map(|n| n.path().clone())
+}
+
+/// `HULL_GUEST_CONSOLE`: `on` (default: the guest console goes to `<state>/console.log`) or
+/// `off` (no console device; one device less to boot, and no log of the guest kernel).
+fn guest_console() -> Result<bool, MonitorError> {
+    match std::env::var("HULL_GUEST_CONSOLE").as_deref() {
+        Err(_) | Ok("") | Ok("on") => Ok(true),
+        Ok("off") => Ok(false),
+        Ok(v) => Err(MonitorError::Setting {
+            name: "HULL_GUEST_CONSOLE",
+            value: v.into(),
+            problem: "must be \"on\" or \"off\"",
+        }),
+    }
+}
+
+/// Catches the signals the monitor forwards or aborts on (delivered later by the signal thread).
+fn catch_signals() -> Result<signal_hook::iterator::Signals, MonitorError> {
+    use signal_hook::consts::*;
+    signal_hook::iterator::Signals::new([
+        SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH,
+    ])
+    .map_err(MonitorError::sys("install signal handlers"))
+}
+
+/// Forwards signals to the main loop. While `abortable` (booting, before the container is
+/// created/started), SIGINT/SIGTERM/SIGHUP/SIGQUIT abort: the state directory goes, QEMU and
+/// virtiofsd die with us (PDEATHSIG), mounts with our namespace, taps with their fds.
+fn spawn_signal_thread(
+    mut signals: signal_hook::iterator::Signals,
+    events: Sender<Event>,
+    abortable: Arc<AtomicBool>,
+    sd: StateDir,
+) -> Result<(), MonitorError> {
+    use signal_hook::consts::*;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                let fatal = matches!(sig, SIGINT | SIGTERM | SIGHUP | SIGQUIT);
+                if fatal && abortable.load(Ordering::SeqCst) {
+                    let _ = sd.remove();
+                    std::process::exit(128 + sig);
+                }
+                let _ = events.send(Event::Signal(sig));
+            }
+        })
+        .map_err(MonitorError::sys("spawn signal thread"))?;
+    Ok(())
+}

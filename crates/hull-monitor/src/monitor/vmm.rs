@@ -1,0 +1,174 @@
+//! Phase 2: QEMU with the devices' command line, then its QMP and agent connections (QEMU is
+//! the client of both sockets, so they exist before the guest runs).
+
+use std::fs::File;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::process::Stdio;
+use std::time::Duration;
+
+use hull_qemu::{Accel, QemuCommand, QmpClient};
+use hull_state::StateDir;
+
+use super::prepare::Host;
+use super::{bind, env_u64, guest_timeout, Monitor};
+use crate::agent::AgentConn;
+use crate::sys::{self, Accepted, ChildGuard};
+use crate::{log, MonitorError};
+
+const QEMU_CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The running VMM and the two channels the monitor holds to it.
+pub struct Vmm {
+    pub qemu: ChildGuard,
+    pub qmp: QmpClient,
+    pub agent: AgentConn,
+}
+
+impl Monitor {
+    pub(super) fn start_vmm(&mut self, host: &mut Host) -> Result<Vmm, MonitorError> {
+        let agent_listener = bind(&host.sd, "agent.sock")?;
+        let qmp_listener = bind(&host.sd, "qmp.sock")?;
+        let qcmd = self.qemu_command(host);
+        log::debug(&format!(
+            "qemu: {} {:?}",
+            qcmd.binary.display(),
+            qcmd.args()
+        ));
+        let fds: Vec<_> = host.devices.iter().flat_map(|d| d.qemu_fds()).collect();
+        let mut qemu = spawn_qemu(&qcmd, &host.sd, &fds)?;
+        self.timings.qemu_spawned_ms = self.ms();
+
+        let what = "QEMU's QMP connection";
+        let qmp_stream = self.accept(&qmp_listener, &mut qemu, host, what)?;
+        let qmp = QmpClient::handshake(qmp_stream, QEMU_CONNECT_TIMEOUT).map_err(|e| {
+            MonitorError::Sys {
+                what: "QMP handshake".into(),
+                source: std::io::Error::other(e.to_string()),
+            }
+        })?;
+        self.timings.qmp_ready_ms = self.ms();
+        let what = "QEMU's agent channel connection";
+        let agent_stream = self.accept(&agent_listener, &mut qemu, host, what)?;
+        drop((agent_listener, qmp_listener));
+        let _ = std::fs::remove_file(host.sd.path("agent.sock"));
+        let _ = std::fs::remove_file(host.sd.path("qmp.sock"));
+        self.timings.agent_connected_ms = self.ms();
+        let agent = AgentConn::start(agent_stream, host.ev_tx.clone())?;
+        Ok(Vmm { qemu, qmp, agent })
+    }
+
+    /// Accepts QEMU's connection on `listener`, or says which process died or what timed out.
+    fn accept(
+        &self,
+        listener: &UnixListener,
+        qemu: &mut ChildGuard,
+        host: &mut Host,
+        what: &str,
+    ) -> Result<UnixStream, MonitorError> {
+        match sys::accept_within(listener, qemu, QEMU_CONNECT_TIMEOUT)? {
+            Accepted::Stream(s) => Ok(s),
+            Accepted::PeerDied(st) => {
+                let dead = host.devices.iter_mut().find_map(|d| d.dead_backend());
+                let (program, status, log) = match dead {
+                    Some(d) => (d.program, d.status, d.log),
+                    None => ("qemu", st.to_string(), host.sd.path("qemu.log")),
+                };
+                Err(MonitorError::ChildDied {
+                    program,
+                    status,
+                    tail: sys::log_tail(&log, 5),
+                    log,
+                })
+            }
+            Accepted::TimedOut => Err(guest_timeout(
+                &host.sd,
+                &self.opts.id,
+                host.accel.accel,
+                what,
+                QEMU_CONNECT_TIMEOUT,
+            )),
+        }
+    }
+
+    /// QEMU's command line: the machine from the plan, then every device's part.
+    fn qemu_command(&self, host: &Host) -> QemuCommand {
+        let mut q = QemuCommand {
+            binary: host.assets.qemu.clone(),
+            name: format!("hull-{}", self.opts.id),
+            accel: host.accel.accel,
+            tcg_tb_size_mib: env_u64("HULL_TCG_TB_SIZE_MIB").unwrap_or(64) as u32,
+            vcpus: host.plan.vcpus,
+            memory_mib: host.plan.memory_mib,
+            kernel: host.assets.kernel.clone(),
+            initrd: host.assets.initrd.clone(),
+            kernel_cmdline: self.kernel_cmdline(host),
+            chardevs: Vec::new(),
+            netdevs: Vec::new(),
+            devices: Vec::new(),
+            qmp_chardev: "qmp".into(),
+        };
+        q.chardevs.push(hull_qemu::Chardev::SocketClient {
+            id: "qmp".into(),
+            path: "qmp.sock".into(),
+        });
+        for d in &host.devices {
+            d.add_to(&mut q);
+        }
+        q
+    }
+
+    fn kernel_cmdline(&self, host: &Host) -> String {
+        let console = host.console;
+        let mut cmdline = String::from(
+            "reboot=t panic=-1 tsc=reliable no_timer_check rcupdate.rcu_expedited=1 \
+             cryptomgr.notests random.trust_cpu=on 8250.nr_uarts=0 pci=off",
+        );
+        if console {
+            cmdline.insert_str(0, "console=hvc0 ");
+        }
+        if host.accel.accel == Accel::Tcg {
+            // See hull_qemu::tsc: without it, TCG guests hang in TSC calibration on a busy host.
+            if let Some(khz) = host.tsc_khz {
+                cmdline.push_str(&format!(" tsc_early_khz={khz}"));
+            }
+        }
+        if self.opts.debug {
+            cmdline.push_str(" hull.debug");
+        } else {
+            cmdline.push_str(" quiet");
+        }
+        // For debugging the guest: extra kernel parameters, appended last so they win.
+        if let Ok(extra) = std::env::var("HULL_KERNEL_CMDLINE_APPEND") {
+            if !extra.trim().is_empty() {
+                cmdline.push(' ');
+                cmdline.push_str(extra.trim());
+            }
+        }
+        cmdline
+    }
+}
+
+/// Starts QEMU in the state directory: its socket and log paths are relative to it, so they
+/// stay short whatever the state root is. `fds` are inherited at their numbers (taps).
+fn spawn_qemu(
+    q: &QemuCommand,
+    sd: &StateDir,
+    fds: &[std::os::fd::RawFd],
+) -> Result<ChildGuard, MonitorError> {
+    let log = sd.path("qemu.log");
+    let log_file =
+        File::create(&log).map_err(MonitorError::sys(format!("create {}", log.display())))?;
+    let mut cmd = q.command();
+    cmd.current_dir(&sd.dir);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log_file);
+    for fd in fds {
+        sys::inherit_fd(&mut cmd, *fd);
+    }
+    sys::kill_with_parent(&mut cmd);
+    let child = cmd
+        .spawn()
+        .map_err(MonitorError::sys(format!("start {}", q.binary.display())))?;
+    Ok(ChildGuard::new("qemu", child))
+}
