@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-target/hull-guest}
-kernel=${HULL_KERNEL:-$(guest/kernel/build.sh)}
+kernel=${HULL_KERNEL:-$(guest/kernel/build.sh | tail -n1)}
 RUSTFLAGS='-C target-feature=+crt-static' cargo build -q --profile agent \
   --target x86_64-unknown-linux-gnu -p hull-agent
 mkdir -p "$out"

@@ -16,7 +16,7 @@ apt_packages=(
   # guest kernel build
   linux-source-6.1 bc bison flex libelf-dev libssl-dev cpio xz-utils file make gcc
   # test fixtures and real engines for the conformance tests
-  busybox-static runc podman containerd docker.io buildah skopeo docker-registry util-linux
+  busybox-static runc podman containerd docker.io buildah skopeo docker-registry util-linux containernetworking-plugins netavark aardvark-dns iproute2 protobuf-compiler
 )
 missing=()
 for p in "${apt_packages[@]}"; do
@@ -34,7 +34,7 @@ if ! "$PREFIX/bin/virtiofsd" --version 2>/dev/null | grep -q "$VIRTIOFSD_VERSION
 fi
 
 echo "setup: guest kernel"
-kernel=$(guest/kernel/build.sh "$SHARE")
+kernel=$(guest/kernel/build.sh "$SHARE" | tail -n1)
 
 echo "setup: hull and the guest agent"
 cargo build -q --release --workspace --bins

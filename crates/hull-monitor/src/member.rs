@@ -90,7 +90,19 @@ pub fn run(
         sys::enter_network_namespace(Some(&ns))?;
     }
     let (stdio, _terminal) = member_stdio(opts, &bundle)?;
-    let raw: Vec<i32> = stdio.iter().map(|f| f.as_raw_fd()).collect();
+    // The files the pod's monitor shares into the VM, as detached mount trees: its staging
+    // namespace does not see mounts made here after it started (an engine's rootfs overlay).
+    let plan = hull_oci::VmPlan::from_bundle(&bundle, 1)?;
+    let trees = plan
+        .shares
+        .iter()
+        .map(|s| sys::clone_tree(&s.host_path))
+        .collect::<Result<Vec<_>, _>>()?;
+    let raw: Vec<i32> = stdio
+        .iter()
+        .chain(trees.iter())
+        .map(|f| f.as_raw_fd())
+        .collect();
     let create = CtlRequest::CreateMember {
         id: opts.id.clone(),
         bundle: bundle.dir.clone(),
@@ -100,7 +112,7 @@ pub fn run(
             "asking the pod's monitor ({}) to create the container",
             pod.id
         )))?;
-    drop(stdio);
+    drop((stdio, trees));
     match conn.next(None) {
         Ok(Some(CtlReply::Created { .. })) => {}
         Ok(Some(CtlReply::Error { message })) => return Err(MonitorError::Agent(message)),
@@ -127,6 +139,9 @@ pub fn run(
         );
     }
     guard.keep = true;
+    if matches!(opts.mode, crate::Mode::Run) {
+        start_now(&opts.id, &pod_ctl.path)?;
+    }
     let status = serve(&opts.id, &pod_ctl.path, &ev_rx, &sd, &mut state);
     state.status = Status::Stopped;
     state.pid = 0;
@@ -134,6 +149,9 @@ pub fn run(
     let _ = sd.save(&state);
     sys::close_stdio();
     let _ = std::fs::remove_file(sd.path("ctl.sock"));
+    if matches!(opts.mode, crate::Mode::Run) {
+        let _ = sd.remove();
+    }
     Ok(status)
 }
 
@@ -160,6 +178,24 @@ fn serve(
         }
     }
     137
+}
+
+/// `run`: the member starts at once.
+fn start_now(id: &str, pod_ctl: &Path) -> Result<(), MonitorError> {
+    let req = CtlRequest::Member {
+        id: id.to_owned(),
+        request: Box::new(CtlRequest::Start),
+    };
+    match control::call(pod_ctl, &req, std::time::Duration::from_secs(60)) {
+        Ok(CtlReply::Ok) => Ok(()),
+        Ok(CtlReply::Error { message }) => Err(MonitorError::Agent(message)),
+        Ok(other) => Err(MonitorError::Agent(format!(
+            "unexpected reply to start: {other:?}"
+        ))),
+        Err(e) => Err(MonitorError::sys("starting the container in the pod's VM")(
+            e,
+        )),
+    }
 }
 
 /// Relays one request (with its fds) to the pod's monitor and every reply line back.

@@ -252,3 +252,55 @@ pub fn write_pid_file(path: &Path, pid: i32) -> Result<(), MonitorError> {
             path.display()
         )))
 }
+
+/// A detached copy of the mount tree at `path` (`open_tree(OPEN_TREE_CLONE|AT_RECURSIVE)`):
+/// it can be attached in another mount namespace with [`attach_tree`] after being passed there
+/// over a unix socket. This is how a pod member's files reach the pod monitor's private
+/// staging namespace, which never sees mounts made on the host after it was created.
+pub fn clone_tree(path: &Path) -> Result<std::os::fd::OwnedFd, MonitorError> {
+    use std::os::unix::ffi::OsStrExt;
+    const OPEN_TREE_CLONE: libc::c_long = 1;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| {
+        MonitorError::sys(format!("open_tree {}", path.display()))(std::io::Error::from(
+            std::io::ErrorKind::InvalidInput,
+        ))
+    })?;
+    let flags =
+        OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_long | libc::AT_RECURSIVE as libc::c_long;
+    // SAFETY: open_tree reads the NUL-terminated path and returns a new fd or -1; no memory of
+    // ours is written.
+    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(MonitorError::sys(format!("open_tree {}", path.display()))(
+            std::io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: the kernel returned a new fd that nothing else owns.
+    Ok(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) })
+}
+
+/// Attaches a detached mount tree (from [`clone_tree`]) at `target` (`move_mount`).
+pub fn attach_tree(tree: &impl AsRawFd, target: &Path) -> Result<(), MonitorError> {
+    use std::os::unix::ffi::OsStrExt;
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_long = 0x4;
+    let what = || format!("move_mount onto {}", target.display());
+    let c = std::ffi::CString::new(target.as_os_str().as_bytes()).map_err(|_| {
+        MonitorError::sys(what())(std::io::Error::from(std::io::ErrorKind::InvalidInput))
+    })?;
+    let empty = c"";
+    // SAFETY: move_mount reads two NUL-terminated paths; it writes no memory of ours.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if r < 0 {
+        return Err(MonitorError::sys(what())(std::io::Error::last_os_error()));
+    }
+    Ok(())
+}

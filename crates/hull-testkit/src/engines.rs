@@ -8,8 +8,13 @@
 //!
 //! The runtime under test is `$HULL_TEST_RUNTIME` if set (e.g. `/usr/sbin/runc`), else
 //! `target/debug/hull-runtime`. Engines get it through a [`TracedRuntime`], a tiny shell
-//! wrapper that logs each call and `exec`s the real binary (same PID, same stdio), so a test
-//! can assert that the engine really went through the runtime under test.
+//! wrapper that logs each call, keeps a copy of each created container's config.json and
+//! `exec`s the real binary (same PID, same stdio), so a test can assert that the engine really
+//! went through the runtime under test and what it asked of it.
+//!
+//! Networks: [`Podman::create_network`], [`Dockerd::start_with_bridge`] and
+//! [`Containerd::start_cri`] each use a [`TestNet`] (a /24 and a bridge name of the test's
+//! own; see [`crate::net`]), removed with the fixture.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -20,10 +25,13 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::command::{run, run_with_input, try_run_with, Output};
+use crate::cri::CriSetup;
 use crate::image::{busybox_image, LOCAL_NAME};
+use crate::net::TestNet;
 use crate::wait::wait_for;
 use crate::{require_program, which};
 
@@ -234,8 +242,9 @@ pub fn free_port() -> u16 {
 // ---------------------------------------------------------------------------------------------
 
 /// The runtime under test behind a logging wrapper: `path()` is a shell script that appends
-/// its arguments to a log and `exec`s the real runtime, so PIDs, stdio and exit statuses are
-/// the real runtime's.
+/// its arguments to a log, copies the bundle's config.json on `create`/`run`
+/// ([`TracedRuntime::bundle_config`]) and `exec`s the real runtime, so PIDs, stdio and exit
+/// statuses are the real runtime's.
 pub struct TracedRuntime {
     dir: tempfile::TempDir,
     real: PathBuf,
@@ -252,8 +261,23 @@ impl TracedRuntime {
         let dir = tempdir("hull-runtime-trace-");
         let real = real.canonicalize().unwrap_or_else(|_| real.to_path_buf());
         let log = dir.path().join("calls.log");
+        let configs = dir.path().join("configs");
+        fs::create_dir_all(&configs).unwrap();
+        // For `create`/`run`: copy the bundle's config.json (as the engine wrote it) to
+        // configs/<last argument = container ID>.json.
+        let capture = format!(
+            r#"b=.; id=; prev=; cmd=
+for a in "$@"; do
+  case "$prev" in --bundle|-b) b=$a;; esac
+  case "$a" in --bundle=*) b=${{a#--bundle=}};; create|run) [ -z "$cmd" ] && cmd=$a;; esac
+  prev=$a; id=$a
+done
+[ -n "$cmd" ] && cp "$b/config.json" '{}'/"$id.json" 2>/dev/null
+"#,
+            configs.display()
+        );
         let script = format!(
-            "#!/bin/sh\n{}printf '%s\\n' \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
+            "#!/bin/sh\n{}printf '%s\\n' \"$*\" >> '{}'\n{capture}exec '{}' \"$@\"\n",
             passed_env(),
             log.display(),
             real.display()
@@ -286,6 +310,45 @@ impl TracedRuntime {
             .lines()
             .map(str::to_owned)
             .collect()
+    }
+
+    /// The config.json of every container created through this runtime so far, by container
+    /// ID (as the engine wrote it, copied when `create`/`run` was called).
+    pub fn bundle_configs(&self) -> Vec<(String, serde_json::Value)> {
+        let mut out = Vec::new();
+        let Ok(entries) = fs::read_dir(self.dir.path().join("configs")) else {
+            return out;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(id) = name.strip_suffix(".json") else {
+                continue;
+            };
+            let parsed = fs::read(e.path())
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            if let Some(v) = parsed {
+                out.push((id.to_owned(), v));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// The config.json the engine gave the runtime for container `id` (or the only one whose
+    /// ID starts with `id`); panics with the IDs seen if there is none.
+    #[track_caller]
+    pub fn bundle_config(&self, id: &str) -> serde_json::Value {
+        let all = self.bundle_configs();
+        let ids: Vec<&str> = all.iter().map(|(i, _)| i.as_str()).collect();
+        let mut hits: Vec<&(String, serde_json::Value)> =
+            all.iter().filter(|(i, _)| i.starts_with(id)).collect();
+        assert!(
+            hits.len() == 1,
+            "expected one config.json captured for container {id}, found {}; captured: {ids:?}",
+            hits.len()
+        );
+        hits.remove(0).1.clone()
     }
 
     /// Panics unless some call had `word` (e.g. `create`, `exec`, `pause`) as an argument.
@@ -418,11 +481,13 @@ impl Drop for Daemon {
 // ---------------------------------------------------------------------------------------------
 
 /// A private containerd: own root, state, gRPC socket and config; CRI disabled (its config
-/// still declares the runtime under test as `io.containerd.runc.v2` `BinaryName`).
+/// still declares the runtime under test as `io.containerd.runc.v2` `BinaryName`), or enabled
+/// ([`Containerd::start_cri`]).
 pub struct Containerd {
     daemon: Daemon,
     runtime: TracedRuntime,
     socket: PathBuf,
+    cri: Option<CriSetup>,
     dir: tempfile::TempDir,
 }
 
@@ -434,6 +499,49 @@ impl Containerd {
 
     /// Starts containerd whose configured runc binary is `runtime`.
     pub fn start_with(runtime: TracedRuntime) -> Self {
+        Self::launch(runtime, false)
+    }
+
+    /// Starts containerd with its CRI plugin enabled (see [`crate::cri`]): the traced runtime
+    /// under test as runtime handler [`crate::cri::RUNTIME_HANDLER`] (and default), CNI
+    /// `bridge` + `host-local` on a network of this test ([`Containerd::cri`]), and the
+    /// sandbox image [`crate::cri::PAUSE_IMAGE`] and the busybox image ([`LOCAL_NAME`])
+    /// imported into the `k8s.io` namespace. Drive it over [`Containerd::socket`] with a CRI
+    /// client (`runtime.v1.RuntimeService`).
+    pub fn start_cri() -> Self {
+        let me = Self::launch(TracedRuntime::new(), true);
+        let ns = crate::cri::NAMESPACE;
+        let pause = crate::cri::pause_image_archive().display().to_string();
+        me.ctr(&[
+            "-n",
+            ns,
+            "image",
+            "import",
+            "--base-name",
+            CriSetup::pause_base_name(),
+            &pause,
+        ])
+        .ok();
+        let busybox = busybox_image().oci_archive().display().to_string();
+        me.ctr(&[
+            "-n",
+            ns,
+            "image",
+            "import",
+            "--base-name",
+            "localhost/busybox",
+            &busybox,
+        ])
+        .ok();
+        me
+    }
+
+    /// The CRI plugin's setup (network, CNI dirs) if started with [`Containerd::start_cri`].
+    pub fn cri(&self) -> Option<&CriSetup> {
+        self.cri.as_ref()
+    }
+
+    fn launch(runtime: TracedRuntime, with_cri: bool) -> Self {
         let bin = require_program("containerd", "apt-get install containerd");
         require_program("ctr", "apt-get install containerd");
         require_program("containerd-shim-runc-v2", "apt-get install containerd");
@@ -443,21 +551,11 @@ impl Containerd {
         for sub in ["root", "state", "opt", "fifo", "runc"] {
             fs::create_dir_all(d.join(sub)).unwrap();
         }
-        let config = format!(
-            r#"version = 2
-root = "{root}"
-state = "{state}"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-
-[grpc]
-  address = "{socket}"
-
-[debug]
-  level = "info"
-
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{opt}"
-
+        let cri = with_cri.then(|| CriSetup::new(d));
+        let cri_section = match &cri {
+            Some(c) => c.config_toml(&runtime.path(), &d.join("runc")),
+            None => format!(
+                r#"
 [plugins."io.containerd.grpc.v1.cri".containerd]
   default_runtime_name = "hull"
 
@@ -468,12 +566,34 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
   BinaryName = "{runtime}"
   Root = "{runc_root}"
 "#,
+                runtime = runtime.path().display(),
+                runc_root = d.join("runc").display(),
+            ),
+        };
+        let config = format!(
+            r#"version = 2
+root = "{root}"
+state = "{state}"
+disabled_plugins = [{disabled}]
+
+[grpc]
+  address = "{socket}"
+
+[debug]
+  level = "info"
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{opt}"
+{cri_section}"#,
             root = d.join("root").display(),
             state = d.join("state").display(),
+            disabled = if with_cri {
+                ""
+            } else {
+                r#""io.containerd.grpc.v1.cri""#
+            },
             socket = socket.display(),
             opt = d.join("opt").display(),
-            runtime = runtime.path().display(),
-            runc_root = d.join("runc").display(),
         );
         let config_path = d.join("config.toml");
         fs::write(&config_path, config).unwrap();
@@ -484,6 +604,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             daemon,
             runtime,
             socket,
+            cri,
             dir,
         };
         let socket = me.socket.clone();
@@ -493,6 +614,11 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
             try_run_with(&mut c, None, Duration::from_secs(10)).is_ok_and(|o| o.success())
         });
         me
+    }
+
+    /// The containerd daemon's PID.
+    pub fn daemon_pid(&self) -> u32 {
+        self.daemon.pid()
     }
 
     /// Its gRPC socket (`ctr -a`, dockerd's `containerd`).
@@ -606,12 +732,14 @@ impl Drop for Containerd {
 // ---------------------------------------------------------------------------------------------
 
 /// A private dockerd on its own containerd ([`Containerd`]), with the runtime under test
-/// registered as [`Dockerd::RUNTIME`]; no iptables, no bridge.
+/// registered as [`Dockerd::RUNTIME`]; no iptables, and no bridge ([`Dockerd::start`]) or a
+/// bridge of the test's own ([`Dockerd::start_with_bridge`]).
 pub struct Dockerd {
     daemon: Daemon,
     socket: PathBuf,
     cli: PathBuf,
     containerd: Containerd,
+    bridge: Option<TestNet>,
     dir: tempfile::TempDir,
 }
 
@@ -619,8 +747,30 @@ impl Dockerd {
     /// Name of the runtime under test in daemon.json's `runtimes` (`docker run --runtime`).
     pub const RUNTIME: &'static str = "hull";
 
-    /// Starts a containerd and a dockerd using it.
+    /// Starts a containerd and a dockerd using it, without any network but `none` and `host`
+    /// (`"bridge": "none"`).
     pub fn start() -> Self {
+        Self::launch(None)
+    }
+
+    /// Like [`Dockerd::start`], but docker's default `bridge` network is a bridge of this
+    /// test ([`TestNet`]: its own name and /24, created here with the gateway address and
+    /// deleted on drop), so `docker run` gets a veth in a netns and `-p 127.0.0.1:PORT:CPORT`
+    /// publishes through docker-proxy (the userland proxy). iptables stays off: nothing is
+    /// written to the host's firewall, so use `-p 127.0.0.1:…` and reach it from the host.
+    pub fn start_with_bridge() -> Self {
+        require_program("docker-proxy", "apt-get install docker.io");
+        let net = TestNet::allocate('d');
+        net.create_bridge();
+        Self::launch(Some(net))
+    }
+
+    /// The test's bridge network of [`Dockerd::start_with_bridge`].
+    pub fn bridge(&self) -> Option<&TestNet> {
+        self.bridge.as_ref()
+    }
+
+    fn launch(bridge: Option<TestNet>) -> Self {
         let bin = require_program("dockerd", "apt-get install docker.io");
         // The CLI of the same package as dockerd if there is one, else any on PATH.
         let cli = Some(PathBuf::from("/usr/bin/docker"))
@@ -632,7 +782,7 @@ impl Dockerd {
         let d = dir.path();
         let socket = d.join("docker.sock");
         fs::create_dir_all(d.join("cli")).unwrap();
-        let config = serde_json::json!({
+        let mut config = serde_json::json!({
             "data-root": d.join("data"),
             "exec-root": d.join("exec"),
             "pidfile": d.join("docker.pid"),
@@ -650,6 +800,10 @@ impl Dockerd {
             },
             "runtimes": {Self::RUNTIME: {"path": containerd.runtime().path()}},
         });
+        if let Some(net) = &bridge {
+            config["bridge"] = net.bridge().into();
+            config["userland-proxy"] = true.into();
+        }
         let config_path = d.join("daemon.json");
         fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
         let mut cmd = Command::new(bin);
@@ -660,6 +814,7 @@ impl Dockerd {
             socket,
             cli,
             containerd,
+            bridge,
             dir,
         };
         let socket = me.socket.clone();
@@ -727,6 +882,9 @@ impl Drop for Dockerd {
         }
         self.daemon.stop(Duration::from_secs(20));
         unmount_under(self.dir.path());
+        if let Some(net) = &self.bridge {
+            net.delete_bridge();
+        }
         // `containerd` drops next (its Drop removes leftover tasks), then `dir`.
     }
 }
@@ -806,17 +964,33 @@ impl Registry {
 
 /// containers.conf, storage.conf and registries.conf for podman/buildah in `dir`, declaring
 /// the traced runtime as `hull` (with JSON log support). Returns the env to set.
-fn containers_env(dir: &Path, runtime: &TracedRuntime) -> Vec<(&'static str, PathBuf)> {
+///
+/// `network`: `None` leaves podman's choice of backend and a private network config dir
+/// (buildah: CNI, as the store already holds an image). `Some(dir)`: netavark, with `dir` as
+/// network config dir — shared by all podman fixtures (see [`crate::net::podman_network_dir`])
+/// so that its `netavark.lock` serializes netavark runs across tests as on a real host.
+fn containers_env(
+    dir: &Path,
+    runtime: &TracedRuntime,
+    network: Option<&Path>,
+) -> Vec<(&'static str, PathBuf)> {
     for sub in ["root", "runroot", "tmp", "net", "vartmp"] {
         fs::create_dir_all(dir.join(sub)).unwrap();
     }
+    let network_section = match network {
+        Some(shared) => format!(
+            "network_backend = \"netavark\"\nnetwork_config_dir = \"{}\"",
+            shared.display()
+        ),
+        None => format!("network_config_dir = \"{}\"", dir.join("net").display()),
+    };
     let conf = format!(
         r#"[containers]
 log_driver = "k8s-file"
 default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
 
 [network]
-network_config_dir = "{net}"
+{network_section}
 
 [engine]
 cgroup_manager = "cgroupfs"
@@ -830,7 +1004,6 @@ runtime_supports_json = ["hull"]
 [engine.runtimes]
 hull = ["{runtime}"]
 "#,
-        net = dir.join("net").display(),
         dir = dir.display(),
         tmp = dir.join("tmp").display(),
         runtime = runtime.path().display(),
@@ -862,10 +1035,10 @@ struct ContainersStore {
 }
 
 impl ContainersStore {
-    fn new(prefix: &str) -> Self {
+    fn new(prefix: &str, network: Option<&Path>) -> Self {
         let runtime = TracedRuntime::new();
         let dir = tempdir(prefix);
-        let env = containers_env(dir.path(), &runtime);
+        let env = containers_env(dir.path(), &runtime, network);
         let me = Self { runtime, env, dir };
         busybox_image().copy_to_containers_storage(
             "overlay",
@@ -902,6 +1075,7 @@ impl ContainersStore {
 /// locks and events and cgroupfs. Drop removes all its containers.
 pub struct Podman {
     store: ContainersStore,
+    networks: Mutex<Vec<TestNet>>,
 }
 
 impl Podman {
@@ -922,13 +1096,48 @@ impl Podman {
         require_program("podman", "apt-get install podman");
         require_program("conmon", "apt-get install conmon");
         Self {
-            store: ContainersStore::new("hull-podman-"),
+            store: ContainersStore::new("hull-podman-", Some(&crate::net::podman_network_dir())),
+            networks: Mutex::new(Vec::new()),
         }
     }
 
     /// Its private directory.
     pub fn dir(&self) -> &Path {
         self.store.dir.path()
+    }
+
+    /// `podman network create --subnet <a /24 of this test> OPTS… <unique name>` (bridge driver,
+    /// netavark), with the bridge renamed to the [`TestNet`]'s own name (podman 4.3 has no
+    /// `--interface-name` and would pick the next free `podmanN`, racing with parallel tests).
+    /// The network is removed, and its bridge deleted, when the fixture drops.
+    #[track_caller]
+    pub fn create_network(&self, opts: &[&str]) -> TestNet {
+        let net = TestNet::allocate('p');
+        let subnet = net.subnet();
+        let mut args = vec!["network", "create", "--subnet", &subnet];
+        args.extend(opts);
+        args.push(net.name());
+        self.networks.lock().unwrap().push(net.clone());
+        self.podman(&args).ok();
+        let file = crate::net::podman_network_dir().join(format!("{}.json", net.name()));
+        let text = fs::read_to_string(&file)
+            .unwrap_or_else(|e| panic!("podman wrote no {}: {e}", file.display()));
+        let mut conf: serde_json::Value = serde_json::from_str(&text).unwrap();
+        conf["network_interface"] = net.bridge().into();
+        fs::write(&file, serde_json::to_vec_pretty(&conf).unwrap()).unwrap();
+        net
+    }
+
+    /// `podman inspect -f {{.State.Pid}} NAME`: the runtime's pid-file PID (0 if not running).
+    #[track_caller]
+    pub fn pid(&self, name: &str) -> u32 {
+        let out = self
+            .podman(&["inspect", "--format", "{{.State.Pid}}", name])
+            .ok();
+        out.stdout
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("no PID in {out}"))
     }
 
     /// The traced runtime under test.
@@ -977,9 +1186,23 @@ impl Default for Podman {
 
 impl Drop for Podman {
     fn drop(&mut self) {
+        // Pods first: their infra containers cannot be removed on their own.
+        let mut pods = self.command();
+        pods.args(["pod", "rm", "--all", "--force", "--time", "0"]);
+        if let Err(e) = try_run_with(&mut pods, None, CLEANUP_TIMEOUT) {
+            eprintln!("podman pod cleanup: {e}");
+        }
         let mut rm = self.command();
         rm.args(["rm", "--all", "--force", "--time", "0"]);
         self.store.cleanup(rm, "podman");
+        let networks = std::mem::take(self.networks.get_mut().unwrap());
+        for net in networks {
+            let mut rm = self.command();
+            rm.args(["network", "rm", "--force", net.name()]);
+            let _ = try_run_with(&mut rm, None, CLEANUP_TIMEOUT);
+            // netavark deletes the bridge with the last container; not if none ever ran.
+            net.delete_bridge();
+        }
     }
 }
 
@@ -995,7 +1218,7 @@ impl Buildah {
     pub fn new() -> Self {
         require_program("buildah", "apt-get install buildah");
         Self {
-            store: ContainersStore::new("hull-buildah-"),
+            store: ContainersStore::new("hull-buildah-", None),
         }
     }
 

@@ -7,8 +7,10 @@
 
 pub mod bundle;
 pub mod command;
+pub mod cri;
 pub mod engines;
 pub mod image;
+pub mod net;
 pub mod wait;
 
 use std::path::PathBuf;

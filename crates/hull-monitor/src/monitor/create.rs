@@ -56,16 +56,13 @@ impl Monitor {
         }
         self.timings.container_created_ms = self.ms();
 
-        let state = self.created_state(host);
-        // createRuntime and prestart hooks: on the host, after the container is set up and
-        // before it is reported created; a failure fails create.
-        if let Some(h) = bundle.spec.hooks() {
-            let json = state.oci().to_string();
-            let create_runtime = h.create_runtime().clone().unwrap_or_default();
-            hull_oci::hooks::run_hooks("createRuntime", &create_runtime, &json)?;
-            let prestart = h.prestart().clone().unwrap_or_default();
-            hull_oci::hooks::run_hooks("prestart", &prestart, &json)?;
-        }
+        let state = container_state(
+            &self.opts.id,
+            bundle,
+            &host.accel.accel.to_string(),
+            host.net_interfaces.clone(),
+            Status::Created,
+        );
         self.start_timeout =
             REQUEST_TIMEOUT + hull_oci::hooks::timeout_of(&bundle.spec, Hooks::start_container);
         self.poststart = bundle
@@ -80,32 +77,38 @@ impl Monitor {
         }
         Ok(state)
     }
+}
 
-    fn created_state(&self, host: &Host) -> ContainerState {
-        let bundle = &host.bundle;
-        ContainerState {
-            id: self.opts.id.clone(),
-            status: Status::Created,
-            pid: std::process::id() as i32,
-            bundle: bundle.dir.clone(),
-            rootfs: bundle.rootfs.clone(),
-            created: hull_state::now_rfc3339(),
-            owner: String::new(),
-            annotations: bundle
-                .spec
-                .annotations()
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
-                .collect(),
-            monitor_pid: std::process::id() as i32,
-            exit_status: None,
-            accel: host.accel.accel.to_string(),
-            paused: false,
-            netns: network_namespace_path(bundle),
-            net_interfaces: host.net_interfaces.clone(),
-            sandbox: None,
-        }
+/// The container's state as `state` shows it and hooks get it.
+pub(super) fn container_state(
+    id: &str,
+    bundle: &Bundle,
+    accel: &str,
+    net_interfaces: Vec<String>,
+    status: Status,
+) -> ContainerState {
+    ContainerState {
+        id: id.to_owned(),
+        status,
+        pid: std::process::id() as i32,
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: hull_state::now_rfc3339(),
+        owner: String::new(),
+        annotations: bundle
+            .spec
+            .annotations()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+        monitor_pid: std::process::id() as i32,
+        exit_status: None,
+        accel: accel.to_owned(),
+        paused: false,
+        netns: network_namespace_path(bundle),
+        net_interfaces,
+        sandbox: None,
     }
 }
 

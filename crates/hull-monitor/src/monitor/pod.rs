@@ -100,15 +100,17 @@ impl Monitor {
         let terminal = b.terminal();
         let mut files: Vec<File> = fds.into_iter().map(File::from).collect();
         let want = if terminal { 1 } else { 3 };
-        if files.len() != want {
+        if files.len() != want + plan.shares.len() {
             return Err(MonitorError::Agent(format!(
-                "a pod member needs {want} stdio fds, got {}",
+                "a pod member needs {want} stdio fds and {} mount trees, got {} fds",
+                plan.shares.len(),
                 files.len()
             )));
         }
+        let trees = files.split_off(want);
         let mut staged = Vec::new();
         let r = self
-            .stage_member(sd, id, &plan, &mut staged)
+            .stage_member(sd, id, &plan, &trees, &mut staged)
             .and_then(|()| {
                 let stdin = files.remove(0);
                 let out = if terminal {
@@ -153,15 +155,17 @@ impl Monitor {
         }
     }
 
-    /// Bind-mounts the member's rootfs and volume sources into the staging trees.
+    /// Attaches the member's rootfs and volume sources (mount trees its host process cloned,
+    /// in `plan.shares` order) in the staging trees.
     fn stage_member(
         &self,
         sd: &StateDir,
         id: &str,
         plan: &VmPlan,
+        trees: &[File],
         staged: &mut Vec<PathBuf>,
     ) -> Result<(), MonitorError> {
-        for s in &plan.shares {
+        for (s, mount) in plan.shares.iter().zip(trees) {
             let (tree, rel) = match s.tree {
                 ShareTree::Rootfs => (sd.share_dir(), format!("members/{id}")),
                 ShareTree::Volumes => {
@@ -184,7 +188,7 @@ impl Monitor {
                 File::create(&target).map(drop)
             }
             .map_err(MonitorError::sys(format!("create {}", target.display())))?;
-            sys::bind_mount(&s.host_path, &target)?;
+            sys::attach_tree(mount, &target)?;
             staged.push(target);
         }
         Ok(())

@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use hull_oci::{Bundle, ShareTree, VmPlan};
 use hull_qemu::AccelChoice;
@@ -77,15 +77,25 @@ impl Monitor {
         }
         let (ev_tx, ev_rx) = mpsc::channel();
         let abortable = Arc::new(AtomicBool::new(true));
-        spawn_signal_thread(signals, ev_tx.clone(), abortable.clone(), sd.clone())?;
+        let wired = Arc::new(Mutex::new(Vec::new()));
+        spawn_signal_thread(
+            signals,
+            ev_tx.clone(),
+            abortable.clone(),
+            sd.clone(),
+            wired.clone(),
+        )?;
 
-        // An engine's network namespace holds the interfaces it configured; a new one is empty.
+        self.run_host_hooks(&bundle, &accel)?;
+        // An engine's network namespace holds the interfaces it configured (a new one may have
+        // got them from a hook just now: docker's prestart hook moves the veth in).
         let net = match netns {
-            Some(Some(_)) => NetSetup::inspect()?,
-            _ => NetSetup::default(),
+            Some(_) => NetSetup::inspect()?,
+            None => NetSetup::default(),
         };
         let network = net.guest.clone();
         let net_interfaces = net.names();
+        *wired.lock().unwrap_or_else(|e| e.into_inner()) = net_interfaces.clone();
         // A container in an engine's network namespace may become a pod's first container:
         // its VM then needs a volumes share for the later containers' bind mounts.
         let pod_capable = matches!(netns, Some(Some(_)));
@@ -112,6 +122,29 @@ impl Monitor {
         };
         self.start_backends(&mut host)?;
         Ok(host)
+    }
+
+    /// createRuntime and prestart hooks, on the host: the runtime environment (the network
+    /// namespace, where engines' hooks wire the network) exists, and the VM's devices are
+    /// fixed once QEMU starts (microvm has no hotplug), so they run before it. A failure
+    /// fails create.
+    fn run_host_hooks(&self, bundle: &Bundle, accel: &AccelChoice) -> Result<(), MonitorError> {
+        let Some(h) = bundle.spec.hooks() else {
+            return Ok(());
+        };
+        let state = super::create::container_state(
+            &self.opts.id,
+            bundle,
+            &accel.accel.to_string(),
+            Vec::new(),
+            hull_state::Status::Creating,
+        );
+        let json = state.oci().to_string();
+        let create_runtime = h.create_runtime().clone().unwrap_or_default();
+        hull_oci::hooks::run_hooks("createRuntime", &create_runtime, &json)?;
+        let prestart = h.prestart().clone().unwrap_or_default();
+        hull_oci::hooks::run_hooks("prestart", &prestart, &json)?;
+        Ok(())
     }
 
     /// Stages every device's files, then starts every backend (virtiofsd, taps).
@@ -203,12 +236,14 @@ fn catch_signals() -> Result<signal_hook::iterator::Signals, MonitorError> {
 
 /// Forwards signals to the main loop. While `abortable` (booting, before the container is
 /// created/started), SIGINT/SIGTERM/SIGHUP/SIGQUIT abort: the state directory goes, QEMU and
-/// virtiofsd die with us (PDEATHSIG), mounts with our namespace, taps with their fds.
+/// virtiofsd die with us (PDEATHSIG), mounts with our namespace, taps with their fds; the tc
+/// redirects on the `wired` interfaces are removed here.
 fn spawn_signal_thread(
     mut signals: signal_hook::iterator::Signals,
     events: Sender<Event>,
     abortable: Arc<AtomicBool>,
     sd: StateDir,
+    wired: Arc<Mutex<Vec<String>>>,
 ) -> Result<(), MonitorError> {
     use signal_hook::consts::*;
     std::thread::Builder::new()
@@ -217,6 +252,9 @@ fn spawn_signal_thread(
             for sig in signals.forever() {
                 let fatal = matches!(sig, SIGINT | SIGTERM | SIGHUP | SIGQUIT);
                 if fatal && abortable.load(Ordering::SeqCst) {
+                    for name in wired.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                        let _ = hull_net::host::detach(name);
+                    }
                     let _ = sd.remove();
                     std::process::exit(128 + sig);
                 }

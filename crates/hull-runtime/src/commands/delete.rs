@@ -14,6 +14,18 @@ pub fn delete(ctx: &Ctx, a: liboci_cli::Delete) -> Result<i32> {
     delete_container(ctx, &a.container_id, a.force)
 }
 
+/// Removes the tc redirects and taps that a monitor which did not end normally (SIGKILL) left
+/// in the engine's network namespace; a monitor that ended normally left none.
+fn cleanup_network(st: &hull_state::ContainerState) {
+    let Some(netns) = &st.netns else { return };
+    if st.net_interfaces.is_empty() || super::pid_alive(st.monitor_pid) {
+        return;
+    }
+    if let Err(e) = hull_net::host::cleanup_netns(netns, &st.net_interfaces) {
+        hull_monitor::log::write("warning", &format!("cleaning up {}: {e}", netns.display()));
+    }
+}
+
 /// `delete --force`: used to undo a half-done `run --detach`.
 pub fn force_delete(ctx: &Ctx, id: &str) -> Result<i32> {
     delete_container(ctx, id, true)
@@ -61,6 +73,9 @@ fn delete_container(ctx: &Ctx, container_id: &str, force: bool) -> Result<i32> {
                 );
             }
         }
+    }
+    if let Some(st) = &st {
+        cleanup_network(st);
     }
     sd.remove()?;
     // poststop hooks run after the container is gone; failures are warnings (runtime-spec).
