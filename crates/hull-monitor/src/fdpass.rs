@@ -18,13 +18,17 @@ pub fn send_with_fds(sock: &impl AsRawFd, bytes: &[u8], fds: &[RawFd]) -> std::i
     Ok(())
 }
 
+/// The most fds one message may carry.
+pub const MAX_FDS: usize = 128;
+
 /// Receives up to `buf.len()` bytes and any fds that came with them (they are owned by the
 /// caller and close on drop).
 pub fn recv_with_fds(
     sock: &impl AsRawFd,
     buf: &mut [u8],
 ) -> std::io::Result<(usize, Vec<OwnedFd>)> {
-    let mut space = nix::cmsg_space!([RawFd; 8]);
+    // A pod member sends its stdio and one mount tree per share (rootfs + bind mounts).
+    let mut space = nix::cmsg_space!([RawFd; MAX_FDS]);
     let mut iov = [IoSliceMut::new(buf)];
     let msg = recvmsg::<()>(
         sock.as_raw_fd(),
@@ -32,6 +36,11 @@ pub fn recv_with_fds(
         Some(&mut space),
         MsgFlags::MSG_CMSG_CLOEXEC,
     )?;
+    if msg.flags.contains(MsgFlags::MSG_CTRUNC) {
+        return Err(std::io::Error::other(format!(
+            "more than {MAX_FDS} file descriptors in one message"
+        )));
+    }
     let mut fds = Vec::new();
     for c in msg.cmsgs()? {
         if let ControlMessageOwned::ScmRights(raw) = c {
