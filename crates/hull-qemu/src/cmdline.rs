@@ -31,6 +31,9 @@ impl Chardev {
 pub enum Netdev {
     /// A tap device the monitor opened; QEMU inherits the fd at this number.
     TapFd { id: String, fd: i32 },
+    /// QEMU's user-mode network stack (libslirp): outbound connections through the host's
+    /// sockets, no host interface.
+    User { id: String },
 }
 
 impl Netdev {
@@ -38,6 +41,7 @@ impl Netdev {
         match self {
             // vhost=off: no /dev/vhost-net on these hosts, and QEMU must not try it.
             Netdev::TapFd { id, fd } => format!("tap,id={id},fd={fd},vhost=off"),
+            Netdev::User { id } => format!("user,id={id}"),
         }
     }
 }

@@ -379,3 +379,36 @@ fn a_container_in_a_running_containers_netns_runs_in_its_vm_as_a_pod() {
     assert_eq!(net.leftovers(), "");
     root.assert_clean("infra");
 }
+
+#[test]
+fn a_container_without_a_network_namespace_gets_outbound_user_networking() {
+    // runc's "host" network cannot be handed to a VM: it gets QEMU's user-mode network, whose
+    // gateway 10.0.2.2 is the host's loopback. The test listens there (loopback only).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 64];
+        let n = s.read(&mut buf).unwrap();
+        s.write_all(b"hello-guest\n").unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    });
+    let root = Root::new();
+    let mut b = Bundle::busybox(&[
+        "sh",
+        "-c",
+        &format!("ip -o -4 addr show eth0; echo hello-host | nc 10.0.2.2 {port}"),
+    ]);
+    b.edit(|c| {
+        let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
+        ns.retain(|n| n["type"] != "network");
+    });
+    let out = common::run(&root, &b, "hostnet", None);
+    assert_eq!(out.code, Some(0), "{out}");
+    let text = out.stdout_str();
+    assert!(text.contains("inet 10.0.2.15/24"), "{text}");
+    assert!(text.ends_with("hello-guest\n"), "{text}");
+    assert_eq!(server.join().unwrap(), "hello-host\n");
+    root.assert_clean("hostnet");
+}

@@ -9,6 +9,7 @@
 mod fs;
 mod net;
 mod serial;
+mod user_net;
 
 use std::os::fd::RawFd;
 use std::path::PathBuf;
@@ -21,6 +22,7 @@ use crate::assets::Assets;
 use crate::MonitorError;
 
 pub use net::NetSetup;
+pub use user_net::guest_config as user_net_config;
 
 /// What the devices' host sides may use.
 pub struct HostCtx<'a> {
@@ -69,6 +71,8 @@ pub struct DeviceOptions {
     pub volumes: bool,
     /// The interfaces of the container's network namespace that the VM gets.
     pub net: NetSetup,
+    /// User-mode networking (a container without a network namespace of its own).
+    pub user_net: bool,
 }
 
 /// The devices of one container's VM, in the order QEMU gets them.
@@ -79,5 +83,8 @@ pub fn from_plan(plan: &VmPlan, opts: DeviceOptions) -> Vec<Box<dyn VmDevice>> {
         d.push(Box::new(fs::FsShare::volumes(FsCache::Auto)));
     }
     d.extend(net::devices(opts.net));
+    if opts.user_net {
+        d.push(Box::new(user_net::UserNet));
+    }
     d
 }

@@ -93,7 +93,12 @@ impl Monitor {
             Some(_) => NetSetup::inspect()?,
             None => NetSetup::default(),
         };
-        let network = net.guest.clone();
+        // No network namespace in the spec (runc's host network): user-mode networking.
+        let user_net = netns.is_none();
+        let network = match user_net {
+            true => devices::user_net_config(),
+            false => net.guest.clone(),
+        };
         let net_interfaces = net.names();
         *wired.lock().unwrap_or_else(|e| e.into_inner()) = net_interfaces.clone();
         // A container in an engine's network namespace may become a pod's first container:
@@ -103,6 +108,7 @@ impl Monitor {
             console,
             volumes: pod_capable || plan.tree(ShareTree::Volumes).next().is_some(),
             net,
+            user_net,
         };
         let mut host = Host {
             sd,

@@ -1,0 +1,51 @@
+//! User-mode networking for a container without a network namespace of its own (runc's "host"
+//! network): a VM cannot be given the host's interfaces, so it gets QEMU's user-mode stack
+//! (libslirp) instead: outbound TCP/UDP through the host's sockets, nothing inbound, no host
+//! interface. The guest sees `eth0` with slirp's fixed addresses.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use hull_protocol::{IpNet, NetInterface, NetRoute, NetworkConfig};
+use hull_qemu::{Device, Netdev, QemuCommand};
+
+use super::VmDevice;
+
+const MAC: &str = "52:54:00:12:34:56";
+const GUEST: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 15);
+const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
+
+/// The guest's side of slirp's network.
+pub fn guest_config() -> NetworkConfig {
+    let net = |addr: Ipv4Addr, prefix_len| IpNet {
+        addr: IpAddr::V4(addr),
+        prefix_len,
+    };
+    NetworkConfig {
+        interfaces: vec![NetInterface {
+            name: "eth0".into(),
+            mac: MAC.into(),
+            mtu: 1500,
+            addresses: vec![net(GUEST, 24)],
+        }],
+        routes: vec![NetRoute {
+            destination: net(Ipv4Addr::UNSPECIFIED, 0),
+            gateway: Some(IpAddr::V4(GATEWAY)),
+            device: "eth0".into(),
+            source: None,
+            metric: None,
+        }],
+    }
+}
+
+pub struct UserNet;
+
+impl VmDevice for UserNet {
+    fn add_to(&self, q: &mut QemuCommand) {
+        q.netdevs.push(Netdev::User { id: "unet0".into() });
+        q.devices.push(Device::VirtioNet {
+            netdev: "unet0".into(),
+            mac: MAC.into(),
+            mtu: 1500,
+        });
+    }
+}
