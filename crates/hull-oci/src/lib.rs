@@ -7,6 +7,7 @@ mod bundle;
 mod default_spec;
 pub mod hooks;
 mod plan;
+pub mod publish;
 
 pub use bundle::{is_bind_mount, read_spec, Bundle};
 pub use default_spec::default_spec;

@@ -66,6 +66,8 @@ pub struct VmPlan {
     /// [`ShareTree::Volumes`]).
     pub shares: Vec<Share>,
     pub rootfs_cache: FsCache,
+    /// Ports published on user-mode networking (`org.hull.net.publish`).
+    pub publish: Vec<crate::publish::PortForward>,
 }
 
 impl VmPlan {
@@ -168,11 +170,20 @@ impl VmPlan {
                 is_dir,
             });
         }
+        let publish = match annotations.get(crate::publish::ANNOTATION_PUBLISH) {
+            None => Vec::new(),
+            Some(v) => crate::publish::parse_list(v).map_err(|problem| OciError::Invalid {
+                path: b.config_path.clone(),
+                field: format!("annotations[{:?}]", crate::publish::ANNOTATION_PUBLISH),
+                problem,
+            })?,
+        };
         Ok(Self {
             memory_mib: u32::try_from(memory_mib).unwrap_or(u32::MAX),
             vcpus: vcpus as u32,
             shares,
             rootfs_cache,
+            publish,
         })
     }
 }

@@ -32,8 +32,9 @@ pub enum Netdev {
     /// A tap device the monitor opened; QEMU inherits the fd at this number.
     TapFd { id: String, fd: i32 },
     /// QEMU's user-mode network stack (libslirp): outbound connections through the host's
-    /// sockets, no host interface.
-    User { id: String },
+    /// sockets, no host interface; `hostfwd` rules publish ports
+    /// (`tcp:127.0.0.1:8080-:80`).
+    User { id: String, hostfwd: Vec<String> },
 }
 
 impl Netdev {
@@ -41,7 +42,14 @@ impl Netdev {
         match self {
             // vhost=off: no /dev/vhost-net on these hosts, and QEMU must not try it.
             Netdev::TapFd { id, fd } => format!("tap,id={id},fd={fd},vhost=off"),
-            Netdev::User { id } => format!("user,id={id}"),
+            Netdev::User { id, hostfwd } => {
+                let mut a = format!("user,id={id}");
+                for h in hostfwd {
+                    a.push_str(",hostfwd=");
+                    a.push_str(h);
+                }
+                a
+            }
         }
     }
 }

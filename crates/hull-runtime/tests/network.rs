@@ -412,3 +412,48 @@ fn a_container_without_a_network_namespace_gets_outbound_user_networking() {
     assert_eq!(server.join().unwrap(), "hello-host\n");
     root.assert_clean("hostnet");
 }
+
+#[test]
+fn user_networking_publishes_ports_named_in_the_annotation() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let root = Root::new();
+    let mut b = Bundle::busybox(&[
+        "sh",
+        "-c",
+        "mkdir /tmp/www; echo published > /tmp/www/i; trap 'exit 0' TERM; \
+         httpd -f -p 8080 -h /tmp/www & wait",
+    ]);
+    b.edit(|c| {
+        let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
+        ns.retain(|n| n["type"] != "network");
+        c["annotations"] = json!({"org.hull.net.publish": format!("127.0.0.1:{port}:8080")});
+    });
+    let mut c = common::run_cmd(&root, &b, "pub");
+    let child = spawn(&mut c, false);
+    wait_status(&root, "pub", "running");
+    let body = hull_testkit::wait::wait_for("the published port", VM_TIMEOUT, || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        s.write_all(b"GET /i HTTP/1.0\r\n\r\n").ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        text.contains("published").then_some(text)
+    });
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    common::terminate(&child);
+    let out = finish(child, None, VM_TIMEOUT);
+    assert_eq!(out.code, Some(0), "{out}");
+    root.assert_clean("pub");
+
+    // With an engine's network namespace the engine publishes: the annotation is an error.
+    let mut b = Bundle::busybox(&["true"]);
+    b.edit(|c| c["annotations"] = json!({"org.hull.net.publish": "8080:80"}));
+    let out = common::run(&root, &b, "pub2", None);
+    assert_eq!(out.code, Some(3), "{out}");
+    assert!(out.stderr_str().contains("org.hull.net.publish"), "{out}");
+    root.assert_clean("pub2");
+}

@@ -84,7 +84,9 @@ pub fn from_plan(plan: &VmPlan, opts: DeviceOptions) -> Vec<Box<dyn VmDevice>> {
     }
     d.extend(net::devices(opts.net));
     if opts.user_net {
-        d.push(Box::new(user_net::UserNet));
+        d.push(Box::new(user_net::UserNet {
+            publish: plan.publish.clone(),
+        }));
     }
     d
 }

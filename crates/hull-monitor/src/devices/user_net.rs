@@ -5,6 +5,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use hull_oci::publish::PortForward;
 use hull_protocol::{IpNet, NetInterface, NetRoute, NetworkConfig};
 use hull_qemu::{Device, Netdev, QemuCommand};
 
@@ -37,11 +38,26 @@ pub fn guest_config() -> NetworkConfig {
     }
 }
 
-pub struct UserNet;
+/// The user-mode NIC, with the ports it publishes.
+pub struct UserNet {
+    pub publish: Vec<PortForward>,
+}
 
 impl VmDevice for UserNet {
     fn add_to(&self, q: &mut QemuCommand) {
-        q.netdevs.push(Netdev::User { id: "unet0".into() });
+        let hostfwd = self
+            .publish
+            .iter()
+            .map(|p| {
+                let addr = p.host_addr.map(|a| a.to_string()).unwrap_or_default();
+                let (proto, hp, cp) = (p.proto.as_str(), p.host_port, p.container_port);
+                format!("{proto}:{addr}:{hp}-:{cp}")
+            })
+            .collect();
+        q.netdevs.push(Netdev::User {
+            id: "unet0".into(),
+            hostfwd,
+        });
         q.devices.push(Device::VirtioNet {
             netdev: "unet0".into(),
             mac: MAC.into(),

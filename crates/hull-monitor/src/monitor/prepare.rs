@@ -52,6 +52,17 @@ impl Monitor {
             .map(|n| n.get() as u32)
             .unwrap_or(1);
         let plan = VmPlan::from_bundle(&bundle, host_cpus)?;
+        if !plan.publish.is_empty() && network_namespace(&bundle).is_some() {
+            return Err(hull_oci::OciError::Invalid {
+                path: bundle.config_path.clone(),
+                field: format!("annotations[{:?}]", hull_oci::publish::ANNOTATION_PUBLISH),
+                problem: "ports are published by hull only on user-mode networking (a spec \
+                          without a network namespace); with an engine's network namespace, \
+                          the engine publishes them"
+                    .into(),
+            }
+            .into());
+        }
         let assets = Assets::locate()?;
         let probe = host_probe::load_or_probe(&self.opts.root, &self.opts.self_exe);
         let accel = self.choose_accel(&probe)?;
