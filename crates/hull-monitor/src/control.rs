@@ -113,7 +113,7 @@ pub fn serve<E: From<ControlRequest> + Send + 'static>(listener: UnixListener, e
         .expect("spawn control thread");
 }
 
-fn handle<E: From<ControlRequest>>(conn: UnixStream, events: Sender<E>) {
+fn handle<E: From<ControlRequest> + Send + 'static>(conn: UnixStream, events: Sender<E>) {
     let mut buf = vec![0u8; 256 * 1024];
     let mut line = Vec::new();
     let mut fds = Vec::new();
@@ -134,6 +134,9 @@ fn handle<E: From<ControlRequest>>(conn: UnixStream, events: Sender<E>) {
         |r: &CtlReply| writeln!(w, "{}", serde_json::to_string(r).expect("reply serializes"));
     match serde_json::from_slice::<CtlRequest>(&line) {
         Ok(request) => {
+            if let CtlRequest::CreateMember { id, .. } = &request {
+                watch_member(&conn, id.clone(), events.clone());
+            }
             let (tx, rx) = mpsc::channel();
             let gone = CtlReply::Error {
                 message: "container not running".into(),
@@ -165,6 +168,42 @@ fn handle<E: From<ControlRequest>>(conn: UnixStream, events: Sender<E>) {
             });
         }
     }
+}
+
+/// A pod member's `CreateMember` connection is its life: when its host process goes away
+/// (SIGKILL included) without the member having ended, the member is killed in the VM (a
+/// `kill --all KILL` for it, as `delete --force` would send).
+fn watch_member<E: From<ControlRequest> + Send + 'static>(
+    conn: &UnixStream,
+    id: String,
+    events: Sender<E>,
+) {
+    let Ok(mut watch) = conn.try_clone() else {
+        return;
+    };
+    std::thread::spawn(move || {
+        let mut byte = [0u8; 1];
+        // The member's host process never writes after its request: EOF means it is gone.
+        while let Ok(n) = std::io::Read::read(&mut watch, &mut byte) {
+            if n == 0 {
+                break;
+            }
+        }
+        let (reply, _) = mpsc::channel();
+        let request = CtlRequest::Member {
+            id,
+            request: Box::new(CtlRequest::Kill {
+                signal: libc::SIGKILL,
+                all: true,
+            }),
+        };
+        let _ = events.send(E::from(ControlRequest {
+            request,
+            fds: Vec::new(),
+            peer_pid: 0,
+            reply,
+        }));
+    });
 }
 
 /// A client connection to a container's monitor.
