@@ -35,7 +35,11 @@ pub fn features(_ctx: &Ctx, _a: liboci_cli::Features) -> Result<i32> {
         "annotations": {
             "io.github.hull.vm": "each container runs in its own QEMU VM",
             hull_oci::ANNOTATION_MEMORY_MIB: "guest RAM in MiB",
-            hull_oci::ANNOTATION_VCPUS: "number of vCPUs"
+            hull_oci::ANNOTATION_VCPUS: "number of vCPUs",
+            hull_oci::ANNOTATION_ROOTFS_CACHE: "guest caching of the rootfs: always (default) or auto",
+            hull_oci::publish::ANNOTATION_PUBLISH: "ports published on user-mode networking (no network namespace in the spec): [IP:]HOST:CONTAINER[/tcp|udp], comma-separated",
+            "io.github.hull.network": "the network namespace's interfaces are wired into the VM (tap + tc mirred); no network namespace = QEMU user-mode networking",
+            "io.github.hull.pods": "a container joining a running hull container's network namespace runs in its VM"
         }
     });
     println!("{}", serde_json::to_string_pretty(&v)?);
