@@ -20,18 +20,6 @@ use crate::process::{self, Spawned, Target};
 use crate::stdio::{self, Relay, StdinMsg};
 use crate::{procfs, reaper, sys};
 
-/// `error: cause: cause` in one line.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
-}
-
 /// A new container's id and init exec id are free, and a later container has a first one.
 fn check_new_container(st: &State, cfg: &ContainerConfig) -> Result<()> {
     if st.containers.contains_key(&cfg.id) {
@@ -220,7 +208,8 @@ impl Agent {
                 })
             }
             HostRequest::ConfigureNetwork(cfg) => {
-                hull_net::guest::configure(&cfg).map_err(|e| Error::msg(error_chain(&e)))?;
+                hull_net::guest::configure(&cfg)
+                    .map_err(|e| Error::msg(hull_protocol::error_chain(&e)))?;
                 Ok(Reply::Ok)
             }
             HostRequest::CreateContainer(cfg) => self.create(*cfg),

@@ -12,7 +12,7 @@ use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc::{self, Sender};
 
 use hull_oci::Bundle;
@@ -86,7 +86,7 @@ pub fn run(
         keep: false,
     };
     // Where engines look for the container's network: the pod's (it is one namespace).
-    if let Some(ns) = netns_path(&bundle) {
+    if let Some(ns) = bundle.network_namespace().flatten() {
         sys::enter_network_namespace(Some(&ns))?;
     }
     let (stdio, _terminal) = member_stdio(opts, &bundle)?;
@@ -278,36 +278,10 @@ fn member_stdio(opts: &Options, b: &Bundle) -> Result<(Vec<OwnedFd>, bool), Moni
 }
 
 fn member_state(opts: &Options, b: &Bundle, pod: &Pod) -> ContainerState {
-    let pid = std::process::id() as i32;
-    ContainerState {
-        id: opts.id.clone(),
-        status: Status::Created,
-        pid,
-        bundle: b.dir.clone(),
-        rootfs: b.rootfs.clone(),
-        created: hull_state::now_rfc3339(),
-        owner: String::new(),
-        annotations: b
-            .spec
-            .annotations()
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .collect(),
-        monitor_pid: pid,
-        exit_status: None,
-        accel: pod.state.accel.clone(),
-        paused: false,
-        netns: None,
-        net_interfaces: Vec::new(),
-        sandbox: Some(pod.id.clone()),
-    }
-}
-
-/// The spec's network namespace path, if it names one.
-pub fn netns_path(b: &Bundle) -> Option<PathBuf> {
-    let ns = b.spec.linux().as_ref()?.namespaces().as_ref()?;
-    ns.iter()
-        .find(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Network)
-        .and_then(|n| n.path().clone())
+    let mut st =
+        crate::monitor::container_state(&opts.id, b, &pod.state.accel, Vec::new(), Status::Created);
+    // The network namespace and its wiring are the pod's.
+    st.netns = None;
+    st.sandbox = Some(pod.id.clone());
+    st
 }

@@ -28,19 +28,24 @@ pub fn stage(plan: &VmPlan, tree: ShareTree, share_dir: &Path) -> Result<(), Mon
     sys::mount_tmpfs(share_dir)?;
     for s in plan.tree(tree) {
         let target = share_dir.join(&s.share_path);
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(MonitorError::sys(format!("mkdir {}", parent.display())))?;
-        }
-        if s.is_dir {
-            std::fs::create_dir(&target)
-        } else {
-            std::fs::File::create(&target).map(drop)
-        }
-        .map_err(MonitorError::sys(format!("create {}", target.display())))?;
+        mount_point(&target, s.is_dir)?;
         sys::bind_mount(&s.host_path, &target)?;
     }
     Ok(())
+}
+
+/// Creates `target` (with its parents) to mount a directory or a file on.
+pub fn mount_point(target: &Path, is_dir: bool) -> Result<(), MonitorError> {
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(MonitorError::sys(format!("mkdir {}", parent.display())))?;
+    }
+    if is_dir {
+        std::fs::create_dir(target)
+    } else {
+        std::fs::File::create(target).map(drop)
+    }
+    .map_err(MonitorError::sys(format!("create {}", target.display())))
 }
 
 /// One running virtiofsd and where it logs.

@@ -206,6 +206,15 @@ impl Bundle {
         Ok(b)
     }
 
+    /// The spec's network namespace: `None` if it asks for none (the host's network),
+    /// `Some(None)` for a new one, `Some(Some(path))` to join one (an engine's).
+    pub fn network_namespace(&self) -> Option<Option<PathBuf>> {
+        let ns = self.spec.linux().as_ref()?.namespaces().as_ref()?;
+        ns.iter()
+            .find(|n| n.typ() == LinuxNamespaceType::Network)
+            .map(|n| n.path().clone())
+    }
+
     /// Refuses namespace paths other than the network's: outside a pod, a host namespace cannot
     /// be joined from inside a VM.
     pub fn refuse_joined_namespaces(&self) -> Result<(), OciError> {

@@ -54,6 +54,19 @@ pub fn check_version(host: u8) -> Result<(), String> {
     }
 }
 
+/// An error with its causes in one line (`error: cause: cause`), as errors cross the channel
+/// and reach logs: host and agent print them the same way.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
+}
+
 /// Name of the virtio-serial port the agent talks on (`/sys/class/virtio-ports/*/name`).
 pub const AGENT_PORT_NAME: &str = "org.hull.agent.0";
 

@@ -80,7 +80,7 @@ impl Monitor {
 }
 
 /// The container's state as `state` shows it and hooks get it.
-pub(super) fn container_state(
+pub(crate) fn container_state(
     id: &str,
     bundle: &Bundle,
     accel: &str,
@@ -106,7 +106,7 @@ pub(super) fn container_state(
         exit_status: None,
         accel: accel.to_owned(),
         paused: false,
-        netns: network_namespace_path(bundle),
+        netns: bundle.network_namespace().flatten(),
         net_interfaces,
         sandbox: None,
     }
@@ -138,12 +138,4 @@ pub(super) fn container_config(
             .collect(),
         init_exec_id,
     }
-}
-
-/// The network namespace path the spec joins, if any.
-fn network_namespace_path(b: &Bundle) -> Option<std::path::PathBuf> {
-    let ns = b.spec.linux().as_ref()?.namespaces().as_ref()?;
-    ns.iter()
-        .find(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Network)
-        .and_then(|n| n.path().clone())
 }

@@ -10,6 +10,7 @@
 
 mod boot;
 mod create;
+pub(crate) use create::container_state;
 mod exec;
 mod pod;
 mod prepare;
@@ -97,17 +98,7 @@ pub fn run(opts: Options) -> Result<i32, MonitorError> {
     r
 }
 
-/// `error: cause: cause` in one line.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
-}
+pub use hull_protocol::error_chain;
 
 struct Monitor {
     opts: Options,
@@ -159,12 +150,14 @@ impl Monitor {
     fn run(&mut self) -> Result<i32, MonitorError> {
         // A container in the network namespace of a running hull container joins its VM.
         let bundle = hull_oci::Bundle::load(&self.opts.bundle)?;
-        let pod = crate::member::netns_path(&bundle)
+        let pod = bundle
+            .network_namespace()
+            .flatten()
             .and_then(|ns| crate::member::find_pod(&self.opts.root, &ns));
         if let Some(pod) = pod {
             return crate::member::run(&self.opts, self.ready.as_mut(), bundle, pod);
         }
-        let mut host = self.prepare_host()?;
+        let mut host = self.prepare_host(bundle)?;
         let mut vmm = self.start_vmm(&mut host)?;
         self.boot_handshake(&host, &mut vmm)?;
         let mut state = self.create_container(&host, &mut vmm)?;

@@ -21,7 +21,7 @@ use hull_state::StateDir;
 use oci_spec::runtime::Hooks;
 
 use super::create::container_config;
-use super::serve::{request_error_text, spawn_stdin_pump};
+use super::serve::{request_error_text, resize_reply, spawn_stdin_pump, stats_reply};
 use super::vmm::Vmm;
 use super::{error_chain, Monitor, REQUEST_TIMEOUT};
 use crate::agent::RequestError;
@@ -178,16 +178,7 @@ impl Monitor {
                 ));
             }
             let target = tree.join(rel);
-            if let Some(parent) = target.parent() {
-                std::fs::create_dir_all(parent)
-                    .map_err(MonitorError::sys(format!("mkdir {}", parent.display())))?;
-            }
-            if s.is_dir {
-                std::fs::create_dir(&target)
-            } else {
-                File::create(&target).map(drop)
-            }
-            .map_err(MonitorError::sys(format!("create {}", target.display())))?;
+            crate::share::mount_point(&target, s.is_dir)?;
             sys::attach_tree(mount, &target)?;
             staged.push(target);
         }
@@ -231,26 +222,12 @@ impl Monitor {
                 pids.extend(theirs.map(|e| e.host_pid).filter(|p| *p > 0));
                 CtlReply::Ps { pids }
             }
-            CtlRequest::Stats => match vm.agent.request(HostRequest::Stats, REQUEST_TIMEOUT) {
-                Ok(Reply::Stats(stats)) => CtlReply::Stats { stats },
-                Ok(other) => err(format!("unexpected reply {other:?}")),
-                Err(e) => err(request_error_text(e)),
-            },
+            CtlRequest::Stats => stats_reply(vm),
             CtlRequest::Resize {
                 exec_id,
                 rows,
                 cols,
-            } => {
-                let req = HostRequest::ResizeTty {
-                    exec_id,
-                    rows,
-                    cols,
-                };
-                match vm.agent.request(req, REQUEST_TIMEOUT) {
-                    Ok(_) => CtlReply::Ok,
-                    Err(e) => err(request_error_text(e)),
-                }
-            }
+            } => resize_reply(vm, exec_id, rows, cols),
             CtlRequest::Pause | CtlRequest::Resume => err(
                 "one container of a pod cannot be paused: its VM is the pod's; pause the pod's \
                  first container"

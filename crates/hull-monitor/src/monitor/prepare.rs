@@ -3,7 +3,6 @@
 //! sides (staging, virtiofsd, taps).
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -42,9 +41,8 @@ pub struct Host {
 }
 
 impl Monitor {
-    pub(super) fn prepare_host(&mut self) -> Result<Host, MonitorError> {
+    pub(super) fn prepare_host(&mut self, bundle: Bundle) -> Result<Host, MonitorError> {
         let sd = StateDir::new(&self.opts.root, &self.opts.id)?;
-        let bundle = Bundle::load(&self.opts.bundle)?;
         // Not a pod's later container (`run` checked): no other namespace can be joined.
         bundle.refuse_joined_namespaces()?;
         self.check_terminal(&bundle)?;
@@ -52,7 +50,7 @@ impl Monitor {
             .map(|n| n.get() as u32)
             .unwrap_or(1);
         let plan = VmPlan::from_bundle(&bundle, host_cpus)?;
-        if !plan.publish.is_empty() && network_namespace(&bundle).is_some() {
+        if !plan.publish.is_empty() && bundle.network_namespace().is_some() {
             return Err(hull_oci::OciError::Invalid {
                 path: bundle.config_path.clone(),
                 field: format!("annotations[{:?}]", hull_oci::publish::ANNOTATION_PUBLISH),
@@ -82,7 +80,7 @@ impl Monitor {
         };
         // Must precede every thread of this process.
         sys::private_mount_namespace()?;
-        let netns = network_namespace(&bundle);
+        let netns = bundle.network_namespace();
         if let Some(ns) = &netns {
             sys::enter_network_namespace(ns.as_deref())?;
         }
@@ -217,15 +215,6 @@ impl Monitor {
             probe.kvm_unusable.clone(),
         )?)
     }
-}
-
-/// The spec's network namespace: `None` if it asks for none, `Some(None)` for a new one,
-/// `Some(Some(path))` to join one.
-fn network_namespace(b: &Bundle) -> Option<Option<PathBuf>> {
-    let ns = b.spec.linux().as_ref()?.namespaces().as_ref()?;
-    ns.iter()
-        .find(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Network)
-        .map(|n| n.path().clone())
 }
 
 /// `HULL_GUEST_CONSOLE`: `on` (default: the guest console goes to `<state>/console.log`) or

@@ -304,11 +304,7 @@ impl Monitor {
                     Err(e) => err(e.to_string()),
                 }
             }
-            CtlRequest::Stats => match vm.agent.request(HostRequest::Stats, REQUEST_TIMEOUT) {
-                Ok(Reply::Stats(stats)) => CtlReply::Stats { stats },
-                Ok(other) => err(format!("unexpected reply {other:?}")),
-                Err(e) => err(request_error_text(e)),
-            },
+            CtlRequest::Stats => stats_reply(vm),
             CtlRequest::Ps => {
                 let mut pids = vec![std::process::id() as i32];
                 let ours = self.execs.values().filter(|e| e.container.is_none());
@@ -323,18 +319,36 @@ impl Monitor {
                 exec_id,
                 rows,
                 cols,
-            } => {
-                let req = HostRequest::ResizeTty {
-                    exec_id,
-                    rows,
-                    cols,
-                };
-                match vm.agent.request(req, REQUEST_TIMEOUT) {
-                    Ok(_) => CtlReply::Ok,
-                    Err(e) => err(request_error_text(e)),
-                }
-            }
+            } => resize_reply(vm, exec_id, rows, cols),
         }
+    }
+}
+
+/// The VM's resource usage, as a control reply.
+pub(super) fn stats_reply(vm: &Vmm) -> CtlReply {
+    match vm.agent.request(HostRequest::Stats, REQUEST_TIMEOUT) {
+        Ok(Reply::Stats(stats)) => CtlReply::Stats { stats },
+        Ok(other) => CtlReply::Error {
+            message: format!("unexpected reply {other:?}"),
+        },
+        Err(e) => CtlReply::Error {
+            message: request_error_text(e),
+        },
+    }
+}
+
+/// A new window size for process `exec_id`'s terminal, as a control reply.
+pub(super) fn resize_reply(vm: &Vmm, exec_id: u32, rows: u16, cols: u16) -> CtlReply {
+    let req = HostRequest::ResizeTty {
+        exec_id,
+        rows,
+        cols,
+    };
+    match vm.agent.request(req, REQUEST_TIMEOUT) {
+        Ok(_) => CtlReply::Ok,
+        Err(e) => CtlReply::Error {
+            message: request_error_text(e),
+        },
     }
 }
 
