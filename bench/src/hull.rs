@@ -126,9 +126,24 @@ impl Container {
         stdout: Option<&Path>,
         env: &[(&str, &Path)],
     ) -> Result<Self> {
+        Self::run_with_stdin(root, runtime, bundle, id, logs, stdout, env, Stdio::null())
+    }
+
+    /// [`Container::run`] with the container's stdin from `stdin`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_with_stdin(
+        root: &StateRoot,
+        runtime: &Path,
+        bundle: &Path,
+        id: &str,
+        logs: &Path,
+        stdout: Option<&Path>,
+        env: &[(&str, &Path)],
+        stdin: Stdio,
+    ) -> Result<Self> {
         let stderr = logs.join(format!("{id}.stderr"));
         let mut c = root.cmd(runtime, &["run", "--bundle"]);
-        c.arg(bundle).arg(id).stdin(Stdio::null());
+        c.arg(bundle).arg(id).stdin(stdin);
         c.stderr(File::create(&stderr).with_context(|| format!("create {}", stderr.display()))?);
         match stdout {
             Some(p) => {

@@ -6,6 +6,7 @@ mod host;
 mod hull;
 mod io;
 mod memory;
+mod net;
 mod procs;
 mod report;
 mod stats;
@@ -19,7 +20,8 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 
 /// Benchmarks hull against a bare QEMU boot and runc: time-to-workload, its phases, memory per
-/// idle container, density and shared-fs I/O. Prints a markdown report and writes JSON.
+/// idle container, density, shared-fs I/O and networking. Prints a markdown report and writes
+/// JSON.
 #[derive(Parser, Debug)]
 #[command(name = "hull-bench")]
 struct Args {
@@ -35,7 +37,7 @@ struct Args {
     /// Skip the shared-fs I/O case (the slowest).
     #[arg(long)]
     skip_io: bool,
-    /// Only these cases (comma-separated: ttw, memory, density, io).
+    /// Only these cases (comma-separated: ttw, memory, density, io, net).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Directory of the hull-runtime and hull-monitor to measure. Default: this checkout's,
@@ -63,7 +65,7 @@ impl Ctx {
     }
 }
 
-const CASES: [&str; 4] = ["ttw", "memory", "density", "io"];
+const CASES: [&str; 5] = ["ttw", "memory", "density", "io", "net"];
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -260,6 +262,9 @@ fn real_main() -> Result<usize> {
             }
         }
         rep.io = Some(r);
+    }
+    if wants("net") {
+        rep.net = Some(net::run(&ctx, args.runs, &mut rep.failures)?);
     }
 
     let text = rep.markdown();

@@ -91,6 +91,11 @@ impl Proc {
         &self.name
     }
 
+    /// The read end of its stdout, if it was spawned with `Stdio::piped()` (once).
+    pub fn take_stdout(&mut self) -> Option<std::process::ChildStdout> {
+        self.child.stdout.take()
+    }
+
     /// Waits for the exit until `deadline`: `Some((status, instant the exit was seen))`, or
     /// `None` if it is still running at the deadline.
     pub fn wait_until(&mut self, deadline: Instant) -> Result<Option<(ExitStatus, Instant)>> {

@@ -7,6 +7,7 @@ use serde_json::{json, Map, Value};
 use crate::host::Header;
 use crate::io::{Io, MIB};
 use crate::memory::Group;
+use crate::net::{self, Net, Serve};
 use crate::stats::{round, summary_json, Summary};
 use crate::ttw::Ttw;
 
@@ -69,6 +70,7 @@ pub struct Report {
     pub memory: Vec<Vec<Group>>,
     pub density: Option<Vec<Group>>,
     pub io: Option<IoRuns>,
+    pub net: Option<Net>,
     pub failures: Failures,
 }
 
@@ -199,6 +201,168 @@ fn group_summaries(gs: &[Group]) -> Value {
     })
 }
 
+/// The three rows of hull vs runc: (label, hull, runc, decimals).
+fn net_rows(n: &Net) -> [(String, Option<Summary>, Option<Summary>, usize); 3] {
+    [
+        (
+            format!(
+                "TCP host → container, {} MiB through `nc` (MiB/s)",
+                net::MIB
+            ),
+            Net::h2c(&n.hull),
+            Net::h2c(&n.runc),
+            1,
+        ),
+        (
+            format!(
+                "TCP container → host, {} MiB through `nc` (MiB/s)",
+                net::MIB
+            ),
+            Net::c2h(&n.hull),
+            Net::c2h(&n.runc),
+            1,
+        ),
+        (
+            format!(
+                "TCP connect host → container (ms, median of {} per run)",
+                net::CONNECTS
+            ),
+            Net::connect(&n.hull),
+            Net::connect(&n.runc),
+            2,
+        ),
+    ]
+}
+
+fn net_markdown(s: &mut String, n: &Net) {
+    let _ = writeln!(
+        s,
+        "### Network: the container's veth (MTU {}) to a peer namespace, busybox `nc` / `httpd` (median (min–max))\n",
+        net::MTU
+    );
+    let _ = writeln!(
+        s,
+        "| from / to the engine's namespace | hull | runc | hull / runc |\n|---|---:|---:|---:|"
+    );
+    for (name, h, r, prec) in net_rows(n) {
+        let _ = writeln!(
+            s,
+            "| {name} | {} | {} | {} |",
+            mmm(&h, prec),
+            mmm(&r, prec),
+            ratio(&h, &r)
+                .map(|x| format!("{x:.2}"))
+                .unwrap_or_else(|| "-".into())
+        );
+    }
+    let _ = writeln!(
+        s,
+        "| TCP connects slower than {:.0} ms (SYN resent), all runs | {} | {} | |",
+        net::SLOW_CONNECT_MS,
+        Net::slow_connects(&n.hull),
+        Net::slow_connects(&n.runc)
+    );
+    let fresh = Summary::of(&n.fresh_ms);
+    let joined = Summary::of(&n.joined_ms);
+    let diff = Summary::of(&n.diff_ms);
+    let _ = writeln!(
+        s,
+        "\n| time to workload, `hull-runtime run` of `true` | ms |\n|---|---:|"
+    );
+    let _ = writeln!(
+        s,
+        "| fresh network namespace (default spec: no interface) | {} |",
+        mmm(&fresh, 0)
+    );
+    let _ = writeln!(
+        s,
+        "| the engine's namespace joined (its veth wired into the VM) | {} |",
+        mmm(&joined, 0)
+    );
+    let _ = writeln!(s, "| joined − fresh (per round) | {} |", mmm(&diff, 0));
+    let all: Vec<Map<String, Value>> = n
+        .fresh_timings
+        .iter()
+        .chain(&n.joined_timings)
+        .cloned()
+        .collect();
+    let (host, _) = phase_order(&all);
+    if !host.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n| phase (host; median Δ to the previous, ms) | fresh | joined |\n|---|---:|---:|"
+        );
+        let median = |x: &Option<Summary>| x.as_ref().map(|x| x.median).unwrap_or(f64::NAN);
+        for ((k, _, df), (_, _, dj)) in phase_summaries(&n.fresh_timings, &host)
+            .into_iter()
+            .zip(phase_summaries(&n.joined_timings, &host))
+        {
+            let _ = writeln!(
+                s,
+                "| {} | {:.1} | {:.1} |",
+                k.trim_end_matches("_ms"),
+                median(&df),
+                median(&dj)
+            );
+        }
+    }
+    s.push('\n');
+}
+
+fn serve_json(side: &[Serve]) -> Value {
+    json!({
+        "host_to_container_mib_s": summary_json(&Net::h2c(side)),
+        "container_to_host_mib_s": summary_json(&Net::c2h(side)),
+        "connect_ms_median_per_run": summary_json(&Net::connect(side)),
+        "slow_connects": Net::slow_connects(side),
+        "connect_ms_samples_per_run": side
+            .iter()
+            .map(|r| r.connect_ms.iter().map(|&x| round(x)).collect::<Vec<_>>())
+            .collect::<Vec<_>>(),
+    })
+}
+
+fn net_json(n: &Net) -> Value {
+    let [h2c, c2h, connect] = net_rows(n).map(|(_, h, r, _)| ratio(&h, &r).map(round));
+    let all: Vec<Map<String, Value>> = n
+        .fresh_timings
+        .iter()
+        .chain(&n.joined_timings)
+        .cloned()
+        .collect();
+    let (host, _) = phase_order(&all);
+    let mut phases = Map::new();
+    for ((k, _, df), (_, _, dj)) in phase_summaries(&n.fresh_timings, &host)
+        .into_iter()
+        .zip(phase_summaries(&n.joined_timings, &host))
+    {
+        phases.insert(
+            k.to_string(),
+            json!({"delta_fresh": summary_json(&df), "delta_joined": summary_json(&dj)}),
+        );
+    }
+    json!({
+        "size_mib": net::MIB,
+        "connects_per_run": net::CONNECTS,
+        "mtu": net::MTU,
+        "hull": serve_json(&n.hull),
+        "runc": serve_json(&n.runc),
+        "ratio_hull_over_runc": {
+            "host_to_container": h2c,
+            "container_to_host": c2h,
+            "connect": connect,
+        },
+        "time_to_workload": {
+            "fresh_netns_ms": summary_json(&Summary::of(&n.fresh_ms)),
+            "engine_netns_ms": summary_json(&Summary::of(&n.joined_ms)),
+            "engine_minus_fresh_ms": summary_json(&Summary::of(&n.diff_ms)),
+            "host_phases": phases,
+            "timings_fresh_per_run": n.fresh_timings,
+            "timings_engine_netns_per_run": n.joined_timings,
+        },
+    })
+}
+
 impl Report {
     pub fn new(header: Header, runs: usize, qemu_argv: &[String]) -> Self {
         Self {
@@ -210,6 +374,7 @@ impl Report {
             memory: Vec::new(),
             density: None,
             io: None,
+            net: None,
             failures: Failures::default(),
         }
     }
@@ -399,6 +564,10 @@ impl Report {
             s.push('\n');
         }
 
+        if let Some(n) = &self.net {
+            net_markdown(&mut s, n);
+        }
+
         if !self.failures.0.is_empty() {
             let _ = writeln!(
                 s,
@@ -449,6 +618,9 @@ impl Report {
         }
         if let Some(gs) = &self.density {
             v["density"] = group_summaries(gs);
+        }
+        if let Some(n) = &self.net {
+            v["network"] = net_json(n);
         }
         if let Some(io) = &self.io {
             let col = |f: &dyn Fn(&Io) -> f64| {

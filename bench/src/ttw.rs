@@ -52,7 +52,12 @@ fn bare(ctx: &Ctx, argv: &[String]) -> Result<f64> {
 }
 
 /// (b): `hull-runtime run` from its start to its exit, and the monitor's timings.
-fn hull(ctx: &Ctx, root: &StateRoot, bundle: &Path, id: &str) -> Result<(f64, Map<String, Value>)> {
+pub fn hull(
+    ctx: &Ctx,
+    root: &StateRoot,
+    bundle: &Path,
+    id: &str,
+) -> Result<(f64, Map<String, Value>)> {
     let tfile = ctx.work.join(format!("timings-{id}.json"));
     let _ = std::fs::remove_file(&tfile);
     let t0 = Instant::now();
