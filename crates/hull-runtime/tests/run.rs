@@ -478,3 +478,32 @@ fn interrupting_a_booting_container_cleans_up_and_keeps_the_rootfs() {
         "the bundle's rootfs must survive cleanup"
     );
 }
+
+#[test]
+fn exec_and_kill_reach_a_container_started_with_run() {
+    // As with runc: a foreground `run` container serves exec, ps and kill too.
+    let root = Root::new();
+    let b = Bundle::busybox(&["sleep", "1000"]);
+    let mut c = common::run_cmd(&root, &b, "fg");
+    let child = spawn(&mut c, false);
+    wait_status(&root, "fg", "running");
+    let exec = root
+        .cmd(&["exec", "fg", "echo", "from-exec"])
+        .output()
+        .unwrap();
+    assert!(
+        exec.status.success(),
+        "{}",
+        String::from_utf8_lossy(&exec.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&exec.stdout), "from-exec\n");
+    let kill = root.cmd(&["kill", "fg", "KILL"]).output().unwrap();
+    assert!(
+        kill.status.success(),
+        "{}",
+        String::from_utf8_lossy(&kill.stderr)
+    );
+    let out = finish(child, None, VM_TIMEOUT);
+    assert_eq!(out.code, Some(137), "{out}");
+    root.assert_clean("fg");
+}

@@ -29,14 +29,15 @@ impl Monitor {
         let (sd, id, accel) = (host.sd.clone(), self.opts.id.clone(), host.accel.accel);
         let gone = move |what: &str| guest_gone(&sd, &id, accel, what);
         self.prepare_init_stdio(vm)?;
+        // exec, kill, ps, stats reach `run` containers too, as with runc.
+        let ctl = bind(&host.sd, "ctl.sock")?;
+        control::serve(ctl, host.ev_tx.clone());
         match self.opts.mode {
             Mode::Run => {
                 self.start_init(vm, &host.sd, state, &host.abortable, &gone)?;
                 self.event_loop(vm, &host.ev_rx, &host.sd, state)
             }
             Mode::Create { .. } => {
-                let ctl = bind(&host.sd, "ctl.sock")?;
-                control::serve(ctl, host.ev_tx.clone());
                 if let Some(mut r) = self.ready.take() {
                     let _ = writeln!(
                         r,
