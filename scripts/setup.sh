@@ -41,7 +41,13 @@ cargo build -q --release --workspace --bins
 HULL_KERNEL=$kernel scripts/build-guest.sh target/hull-guest >/dev/null
 $sudo install -d "$SHARE"
 $sudo install -m 0644 target/hull-guest/initramfs.cpio "$SHARE/initramfs.cpio"
-for b in hull-runtime hull-monitor; do
+for b in hull hull-runtime hull-monitor; do
   $sudo install -m 0755 "target/release/$b" "$PREFIX/bin/$b"
 done
-echo "setup: done ($PREFIX/bin/hull-runtime, guest assets in $SHARE)"
+
+echo "setup: the demo image (hull-demo, from busybox-static) in hull's store"
+demo=$(mktemp --suffix=.tar)
+guest/demo/build.sh "$demo" >/dev/null
+$sudo "$PREFIX/bin/hull" load -i "$demo"
+rm -f "$demo"
+echo "setup: done ($PREFIX/bin/hull, $PREFIX/bin/hull-runtime, guest assets in $SHARE)"
