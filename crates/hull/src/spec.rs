@@ -329,6 +329,8 @@ pub struct RunSpec {
     pub memory: Option<i64>,
     pub cpus: Option<f64>,
     pub tty: bool,
+    /// With `tty`: the size of our terminal (rows, columns), the container's first size.
+    pub console_size: Option<(u16, u16)>,
     pub network: Option<Network>,
     pub publish: Vec<String>,
     pub read_only: bool,
@@ -342,6 +344,10 @@ pub fn build(r: &RunSpec) -> Value {
     } else {
         Vec::new()
     };
+    let console = r
+        .console_size
+        .filter(|_| r.tty)
+        .map(|(rows, cols)| json!({"height": rows, "width": cols}));
     spec["process"] = json!({
         "terminal": r.tty,
         "user": {
@@ -359,6 +365,9 @@ pub fn build(r: &RunSpec) -> Value {
         "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 524288, "soft": 1024}],
         "noNewPrivileges": false,
     });
+    if let Some(size) = console {
+        spec["process"]["consoleSize"] = size;
+    }
     if !r.user.additional_gids.is_empty() {
         spec["process"]["user"]["additionalGids"] = json!(r.user.additional_gids);
     }
@@ -531,6 +540,7 @@ mod tests {
             memory: Some(256 << 20),
             cpus: Some(1.5),
             tty: true,
+            console_size: Some((30, 100)),
             network: Some(Network::User),
             publish: strings(&["8080:80", "53:53/udp"]),
             read_only: true,
@@ -538,6 +548,10 @@ mod tests {
         let s = build(&r);
         assert_eq!(s["process"]["args"], json!(["sh"]));
         assert_eq!(s["process"]["terminal"], json!(true));
+        assert_eq!(
+            s["process"]["consoleSize"],
+            json!({"height": 30, "width": 100})
+        );
         assert_eq!(
             s["process"]["user"],
             json!({"uid": 1000, "gid": 100, "additionalGids": [5]})

@@ -181,6 +181,13 @@ impl Drop for RawMode {
     }
 }
 
+/// The size (rows, columns) of our terminal (stdout's, else stdin's), if there is one.
+pub fn our_size() -> Option<(u16, u16)> {
+    window_size(1)
+        .or_else(|| window_size(0))
+        .map(|ws| (ws.ws_row, ws.ws_col))
+}
+
 fn window_size(fd: i32) -> Option<libc::winsize> {
     // SAFETY: TIOCGWINSZ writes one winsize into `ws`.
     let mut ws: libc::winsize = unsafe { std::mem::zeroed() };

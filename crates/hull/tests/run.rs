@@ -263,3 +263,79 @@ fn signals_to_hull_run_reach_the_container() {
     assert_eq!(fs::read_to_string(&log).unwrap(), "ready\ngot-term\n");
     h.assert_clean();
 }
+
+/// `hull run -it` on a terminal of its own (a pty the test holds): what is typed reaches the
+/// container's shell, and a window-size change reaches the container's terminal.
+#[test]
+fn run_it_on_a_terminal_passes_input_and_window_size_changes() {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    use std::sync::{Arc, Mutex};
+
+    let h = Hull::new().with_busybox();
+    let size = |rows: u16, cols: u16| libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = nix::pty::openpty(Some(&size(24, 80)), None).unwrap();
+    let slave = fs::File::from(pty.slave);
+    let mut child = h
+        .cmd(&["run", "--rm", "-it", "busybox", "sh"])
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave)
+        .spawn()
+        .unwrap();
+    let mut master = fs::File::from(pty.master);
+    let seen = Arc::new(Mutex::new(String::new()));
+    let reader = {
+        let mut m = master.try_clone().unwrap();
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = m.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        })
+    };
+    let wait_output = |what: &str| {
+        let end = std::time::Instant::now() + VM_TIMEOUT;
+        while !seen.lock().unwrap().contains(what) {
+            let text = seen.lock().unwrap().clone();
+            assert!(
+                std::time::Instant::now() < end,
+                "timed out waiting for {what:?} from the container; the terminal showed {text:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    master.write_all(b"stty size\n").unwrap();
+    wait_output("24 80");
+    // SAFETY: TIOCSWINSZ reads one winsize from the pointer.
+    let r = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size(40, 120)) };
+    assert_eq!(r, 0);
+    // The relay polls the size: ask until the container's terminal has it (the answer to
+    // one try is seen by the next).
+    wait_for("the new window size in the container", VM_TIMEOUT, || {
+        if seen.lock().unwrap().contains("40 120") {
+            return Some(());
+        }
+        master.write_all(b"stty size\n").ok();
+        None
+    });
+    master.write_all(b"exit 3\n").unwrap();
+    let status = wait_for("hull run to exit", VM_TIMEOUT, || {
+        child.try_wait().ok().flatten()
+    });
+    assert_eq!(status.code(), Some(3), "{}", seen.lock().unwrap());
+    drop(master);
+    let _ = reader.join();
+    h.assert_clean();
+}

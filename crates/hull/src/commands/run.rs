@@ -248,6 +248,8 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<i32> {
         memory: a.memory,
         cpus: a.cpus,
         tty: a.tty,
+        // The process starts with our terminal's size (later changes are relayed).
+        console_size: crate::tty::our_size(),
         network: Some(a.network),
         publish: a.publish.iter().map(|p| p.0.clone()).collect(),
         read_only: a.read_only,
