@@ -102,3 +102,29 @@ fn every_command_has_help_with_an_example_and_version_names_the_runtime() {
     let out = h.run_with(&["version"], None, QUICK).ok();
     assert!(out.stdout.contains("hull-runtime:  hull-runtime "), "{out}");
 }
+
+/// The whole path from a registry: `hull pull` from a real registry on loopback (Debian's
+/// docker-registry, the image pushed with skopeo), then `hull run` of the pulled image, and
+/// `hull run` pulling by itself when the image is missing.
+#[test]
+fn pull_from_a_registry_then_run_the_pulled_image() {
+    let registry = hull_testkit::engines::Registry::start();
+    let reference = registry.push_busybox("pulled/busybox");
+    let h = Hull::new();
+    let out = h
+        .run_with(&["pull", &reference], None, common::VM_TIMEOUT)
+        .ok();
+    assert!(out.stdout.contains(&reference), "{out}");
+    let images = h
+        .run_with(&["images", "--format", "json"], None, QUICK)
+        .ok();
+    assert!(images.stdout.contains("pulled/busybox"), "{images}");
+    let out = h.ok(&["run", "--rm", &reference, "echo", "from-the-registry"]);
+    assert_eq!(out.stdout, "from-the-registry\n", "{out}");
+
+    let h2 = Hull::new();
+    let out = h2.ok(&["run", "--rm", &reference, "echo", "pulled-by-run"]);
+    assert!(out.stdout.ends_with("pulled-by-run\n"), "{out}");
+    h.assert_clean();
+    h2.assert_clean();
+}
