@@ -4,6 +4,7 @@
 mod bare;
 mod host;
 mod hull;
+mod image;
 mod io;
 mod memory;
 mod net;
@@ -20,8 +21,8 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 
 /// Benchmarks hull against a bare QEMU boot and runc: time-to-workload, its phases, memory per
-/// idle container, density, shared-fs I/O and networking. Prints a markdown report and writes
-/// JSON.
+/// idle container, density, shared-fs I/O, networking, and images (pull from a local registry,
+/// `hull run` vs `hull-runtime run`). Prints a markdown report and writes JSON.
 #[derive(Parser, Debug)]
 #[command(name = "hull-bench")]
 struct Args {
@@ -37,13 +38,13 @@ struct Args {
     /// Skip the shared-fs I/O case (the slowest).
     #[arg(long)]
     skip_io: bool,
-    /// Only these cases (comma-separated: ttw, memory, density, io, net).
+    /// Only these cases (comma-separated: ttw, memory, density, io, net, image).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
-    /// Directory of the hull-runtime and hull-monitor to measure. Default: this checkout's,
-    /// built first (`cargo build -p hull-runtime -p hull-monitor` in the profile of this
-    /// binary) when run through `cargo run`; else the ones next to this binary; else
-    /// /usr/local/bin.
+    /// Directory of the hull-runtime and hull-monitor (and `hull`, for the image case) to
+    /// measure. Default: this checkout's, built first (`cargo build -p hull-runtime -p
+    /// hull-monitor -p hull` in the profile of this binary) when run through `cargo run`; else
+    /// the ones next to this binary; else /usr/local/bin.
     #[arg(long)]
     bin_dir: Option<PathBuf>,
 }
@@ -51,6 +52,8 @@ struct Args {
 /// What every case needs.
 pub struct Ctx {
     pub runtime: PathBuf,
+    /// The `hull` command next to `runtime`, if there is one (the image case needs it).
+    pub hull: Option<PathBuf>,
     pub runc: Option<PathBuf>,
     /// Scratch directory (bare initramfs, timings files, runc root, I/O files).
     pub work: PathBuf,
@@ -65,9 +68,9 @@ impl Ctx {
     }
 }
 
-const CASES: [&str; 5] = ["ttw", "memory", "density", "io", "net"];
+const CASES: [&str; 6] = ["ttw", "memory", "density", "io", "net", "image"];
 
-fn workspace_root() -> PathBuf {
+pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map(Path::to_path_buf)
@@ -93,7 +96,7 @@ fn resolve_runtime(args: &Args) -> Result<PathBuf> {
         std::env::var_os("CARGO"),
         matches!(profile, "release" | "debug"),
     ) {
-        eprintln!("hull-bench: building hull-runtime and hull-monitor ({profile})");
+        eprintln!("hull-bench: building hull-runtime, hull-monitor and hull ({profile})");
         let mut c = Command::new(cargo);
         c.current_dir(workspace_root()).args([
             "build",
@@ -102,15 +105,17 @@ fn resolve_runtime(args: &Args) -> Result<PathBuf> {
             "hull-runtime",
             "-p",
             "hull-monitor",
+            "-p",
+            "hull",
         ]);
         if profile == "release" {
             c.arg("--release");
         }
         let st = c
             .status()
-            .context("cargo build -p hull-runtime -p hull-monitor")?;
+            .context("cargo build -p hull-runtime -p hull-monitor -p hull")?;
         if !st.success() {
-            bail!("building hull-runtime/hull-monitor failed (use --bin-dir to measure other binaries)");
+            bail!("building hull-runtime/hull-monitor/hull failed (use --bin-dir to measure other binaries)");
         }
     }
     if has_hull(&dir) {
@@ -164,8 +169,13 @@ fn real_main() -> Result<usize> {
         .prefix("hull-bench-")
         .tempdir()
         .context("create a scratch directory")?;
+    let hull_bin = runtime
+        .parent()
+        .map(|d| d.join("hull"))
+        .filter(|p| p.is_file());
     let ctx = Ctx {
         runtime,
+        hull: hull_bin,
         runc: hull_testkit::which("runc"),
         work: work_dir.path().to_path_buf(),
         logs: work_dir.path().join("logs"),
@@ -265,6 +275,9 @@ fn real_main() -> Result<usize> {
     }
     if wants("net") {
         rep.net = Some(net::run(&ctx, args.runs, &mut rep.failures)?);
+    }
+    if wants("image") {
+        rep.image = Some(image::run(&ctx, args.runs, &mut rep.failures)?);
     }
 
     let text = rep.markdown();

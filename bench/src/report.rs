@@ -5,6 +5,7 @@ use std::fmt::Write;
 use serde_json::{json, Map, Value};
 
 use crate::host::Header;
+use crate::image::{self, Image};
 use crate::io::{Io, MIB};
 use crate::memory::Group;
 use crate::net::{self, Net, Serve};
@@ -71,6 +72,7 @@ pub struct Report {
     pub density: Option<Vec<Group>>,
     pub io: Option<IoRuns>,
     pub net: Option<Net>,
+    pub image: Option<Image>,
     pub failures: Failures,
 }
 
@@ -363,6 +365,109 @@ fn net_json(n: &Net) -> Value {
     })
 }
 
+fn ratio_text(a: &Option<Summary>, b: &Option<Summary>) -> String {
+    ratio(a, b)
+        .map(|x| format!("{x:.2}×"))
+        .unwrap_or_else(|| "-".into())
+}
+
+/// Pulls: (label, summary) of hull, skopeo, podman.
+fn image_pulls(i: &Image) -> [(String, Option<Summary>); 3] {
+    [
+        (
+            "`hull pull` (download, verify, unpack into the store)".into(),
+            Summary::of(&i.hull_pull_ms),
+        ),
+        (
+            "`skopeo copy` to an OCI layout (download, verify, no unpack)".into(),
+            Summary::of(&i.skopeo_ms),
+        ),
+        (
+            match &i.podman {
+                Some(v) => {
+                    format!("`podman pull`, private overlay store (download, verify, unpack; {v})")
+                }
+                None => "`podman pull` (podman not installed)".into(),
+            },
+            Summary::of(&i.podman_ms),
+        ),
+    ]
+}
+
+fn image_markdown(s: &mut String, i: &Image) {
+    let _ = writeln!(
+        s,
+        "### Images: pull of a {}-layer image ({:.1} MiB gzip, {:.1} MiB of tar: busybox + {} layers of {}×{} MiB random files) from a local `docker-registry`, fresh store each run (ms, median (min–max))\n",
+        i.layers,
+        i.blob_mib,
+        i.tar_mib,
+        image::RANDOM_LAYERS,
+        image::FILES_PER_LAYER,
+        image::FILE_MIB
+    );
+    let [h, sk, pd] = image_pulls(i);
+    let _ = writeln!(s, "| pull | ms | hull / this |\n|---|---:|---:|");
+    for (name, x) in [&h, &sk, &pd] {
+        let _ = writeln!(s, "| {name} | {} | {} |", mmm(x, 0), ratio_text(&h.1, x));
+    }
+    let a = Summary::of(&i.runtime_ms);
+    let b = Summary::of(&i.hull_run_none_ms);
+    let c = Summary::of(&i.hull_run_ms);
+    let _ = writeln!(
+        s,
+        "\n**Time to workload of `true` in the demo image (`guest/demo/build.sh`, loaded once; ms, median (min–max))**\n"
+    );
+    let _ = writeln!(s, "| case | ms |\n|---|---:|");
+    let _ = writeln!(
+        s,
+        "| (a) `hull-runtime run`, bundle = the demo's layer unpacked + `hull-runtime spec` | {} |",
+        mmm(&a, 0)
+    );
+    let _ = writeln!(
+        s,
+        "| (b) `hull run --rm --network none hull-demo true` | {} |",
+        mmm(&b, 0)
+    );
+    let _ = writeln!(
+        s,
+        "| (c) `hull run --rm hull-demo true` (default network: QEMU user-mode) | {} |",
+        mmm(&c, 0)
+    );
+    let _ = writeln!(
+        s,
+        "| **b / a** (image layer: overlay, spec, supervisor) | **{}** |",
+        ratio_text(&b, &a)
+    );
+    let _ = writeln!(s, "| c / a | {} |\n", ratio_text(&c, &a));
+}
+
+fn image_json(i: &Image) -> Value {
+    let [h, sk, pd] = image_pulls(i);
+    let a = Summary::of(&i.runtime_ms);
+    let b = Summary::of(&i.hull_run_none_ms);
+    let c = Summary::of(&i.hull_run_ms);
+    json!({
+        "pull": {
+            "layers": i.layers,
+            "blob_mib": round(i.blob_mib),
+            "tar_mib": round(i.tar_mib),
+            "podman_version": i.podman,
+            "hull_pull_ms": summary_json(&h.1),
+            "skopeo_copy_ms": summary_json(&sk.1),
+            "podman_pull_ms": summary_json(&pd.1),
+            "ratio_hull_over_skopeo": ratio(&h.1, &sk.1).map(round),
+            "ratio_hull_over_podman": ratio(&h.1, &pd.1).map(round),
+        },
+        "time_to_workload": {
+            "hull_runtime_run_ms": summary_json(&a),
+            "hull_run_network_none_ms": summary_json(&b),
+            "hull_run_ms": summary_json(&c),
+            "ratio_hull_run_none_over_runtime": ratio(&b, &a).map(round),
+            "ratio_hull_run_over_runtime": ratio(&c, &a).map(round),
+        },
+    })
+}
+
 impl Report {
     pub fn new(header: Header, runs: usize, qemu_argv: &[String]) -> Self {
         Self {
@@ -375,6 +480,7 @@ impl Report {
             density: None,
             io: None,
             net: None,
+            image: None,
             failures: Failures::default(),
         }
     }
@@ -568,6 +674,10 @@ impl Report {
             net_markdown(&mut s, n);
         }
 
+        if let Some(i) = &self.image {
+            image_markdown(&mut s, i);
+        }
+
         if !self.failures.0.is_empty() {
             let _ = writeln!(
                 s,
@@ -621,6 +731,9 @@ impl Report {
         }
         if let Some(n) = &self.net {
             v["network"] = net_json(n);
+        }
+        if let Some(i) = &self.image {
+            v["image"] = image_json(i);
         }
         if let Some(io) = &self.io {
             let col = |f: &dyn Fn(&Io) -> f64| {
