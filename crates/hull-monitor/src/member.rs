@@ -21,6 +21,9 @@ use hull_state::{ContainerState, StateDir, Status};
 use crate::control::{self, ControlRequest, CtlClient, CtlReply, CtlRequest};
 use crate::{log, sys, tty, MonitorError, Options};
 
+/// How long the pod's monitor may take to create a container in its VM (hooks come on top).
+const CREATE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// What the member's host process reacts to.
 enum MemberEvent {
     Control(ControlRequest),
@@ -113,7 +116,10 @@ pub fn run(
             pod.id
         )))?;
     drop((stdio, trees));
-    match conn.next(None) {
+    // The pod's monitor creates it in the guest (createContainer hooks included).
+    let deadline = CREATE_DEADLINE
+        + hull_oci::hooks::timeout_of(&bundle.spec, oci_spec::runtime::Hooks::create_container);
+    match conn.next(Some(deadline)) {
         Ok(Some(CtlReply::Created { .. })) => {}
         Ok(Some(CtlReply::Error { message })) => return Err(MonitorError::Agent(message)),
         other => {
