@@ -12,7 +12,7 @@ sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
 
 apt_packages=(
   # VMs and the shared filesystem
-  qemu-system-x86 libseccomp-dev libcap-ng-dev pkg-config
+  qemu-system-x86 libseccomp-dev libcap-ng-dev pkg-config passt
   # guest kernel build
   linux-source-6.1 bc bison flex libelf-dev libssl-dev cpio xz-utils file make gcc
   # test fixtures and real engines for the conformance tests

@@ -12,8 +12,8 @@ pub mod publish;
 pub use bundle::{is_bind_mount, read_spec, Bundle};
 pub use default_spec::default_spec;
 pub use plan::{
-    FsCache, Share, ShareTree, VmPlan, ANNOTATION_MEMORY_MIB, ANNOTATION_ROOTFS_CACHE,
-    ANNOTATION_VCPUS, DEFAULT_MEMORY_MIB,
+    FsCache, NetBackend, Share, ShareTree, VmPlan, ANNOTATION_MEMORY_MIB, ANNOTATION_NET_BACKEND,
+    ANNOTATION_ROOTFS_CACHE, ANNOTATION_VCPUS, DEFAULT_MEMORY_MIB,
 };
 
 use std::path::PathBuf;

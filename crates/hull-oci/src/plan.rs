@@ -17,6 +17,39 @@ const MIN_MEMORY_MIB: u64 = 128;
 /// Annotation that sets how the guest caches the rootfs: `always` (default) or `auto`.
 pub const ANNOTATION_ROOTFS_CACHE: &str = "org.hull.rootfs.cache";
 
+/// Annotation that picks the backend of user-mode networking (a spec without a network
+/// namespace): `passt` or `slirp` (QEMU's built-in stack).
+pub const ANNOTATION_NET_BACKEND: &str = "org.hull.net.backend";
+
+/// The program behind user-mode networking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetBackend {
+    /// `passt`, a process of its own that QEMU reaches over a unix stream socket.
+    Passt,
+    /// QEMU's built-in user-mode stack (libslirp).
+    Slirp,
+}
+
+impl NetBackend {
+    pub const NAMES: &'static str = "\"passt\", \"slirp\"";
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Passt => "passt",
+            Self::Slirp => "slirp",
+        }
+    }
+
+    /// `None` for anything but `passt` or `slirp`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "passt" => Some(Self::Passt),
+            "slirp" => Some(Self::Slirp),
+            _ => None,
+        }
+    }
+}
+
 /// Which virtio-fs share a host path goes into. The rootfs share is cached in the guest without
 /// revalidation, which makes exec fast (a binary's pages stay cached between runs); volumes
 /// (bind mounts, often shared with the host or other containers) stay coherent.
@@ -68,6 +101,9 @@ pub struct VmPlan {
     pub rootfs_cache: FsCache,
     /// Ports published on user-mode networking (`org.hull.net.publish`).
     pub publish: Vec<crate::publish::PortForward>,
+    /// The user-mode network's backend the bundle asks for (`org.hull.net.backend`; `None`:
+    /// the runtime's default).
+    pub net_backend: Option<NetBackend>,
 }
 
 impl VmPlan {
@@ -178,12 +214,21 @@ impl VmPlan {
                 problem,
             })?,
         };
+        let net_backend = match annotations.get(ANNOTATION_NET_BACKEND) {
+            None => None,
+            Some(v) => Some(NetBackend::parse(v).ok_or_else(|| OciError::Invalid {
+                path: b.config_path.clone(),
+                field: format!("annotations[{ANNOTATION_NET_BACKEND:?}]"),
+                problem: format!("{v:?} is not one of {}", NetBackend::NAMES),
+            })?),
+        };
         Ok(Self {
             memory_mib: u32::try_from(memory_mib).unwrap_or(u32::MAX),
             vcpus: vcpus as u32,
             shares,
             rootfs_cache,
             publish,
+            net_backend,
         })
     }
 }
@@ -229,6 +274,28 @@ mod tests {
         let e = plan(c).unwrap_err().to_string();
         assert!(
             e.contains(ANNOTATION_ROOTFS_CACHE) && e.contains("\"sometimes\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn net_backend_annotation_is_checked() {
+        let mut c = base();
+        assert_eq!(plan(c.clone()).unwrap().net_backend, None);
+        c["annotations"] = json!({ANNOTATION_NET_BACKEND: "passt"});
+        assert_eq!(
+            plan(c.clone()).unwrap().net_backend,
+            Some(NetBackend::Passt)
+        );
+        c["annotations"] = json!({ANNOTATION_NET_BACKEND: "slirp"});
+        assert_eq!(
+            plan(c.clone()).unwrap().net_backend,
+            Some(NetBackend::Slirp)
+        );
+        c["annotations"] = json!({ANNOTATION_NET_BACKEND: "vde"});
+        let e = plan(c).unwrap_err().to_string();
+        assert!(
+            e.contains(ANNOTATION_NET_BACKEND) && e.contains("\"vde\""),
             "{e}"
         );
     }

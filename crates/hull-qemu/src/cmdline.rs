@@ -35,6 +35,9 @@ pub enum Netdev {
     /// sockets, no host interface; `hostfwd` rules publish ports
     /// (`tcp:127.0.0.1:8080-:80`).
     User { id: String, hostfwd: Vec<String> },
+    /// A unix stream socket that a network backend process (passt) listens on; QEMU connects
+    /// (path relative to QEMU's working directory, the state directory).
+    Stream { id: String, path: PathBuf },
 }
 
 impl Netdev {
@@ -50,6 +53,10 @@ impl Netdev {
                 }
                 a
             }
+            Netdev::Stream { id, path } => format!(
+                "stream,id={id},server=off,addr.type=unix,addr.path={}",
+                opt_path(path)
+            ),
         }
     }
 }
@@ -295,6 +302,20 @@ mod tests {
         assert!(p.contains(&(
             "-device".into(),
             "virtio-net-device,netdev=net0,mac=0a:58:0a:58:00:02,host_mtu=1400".into()
+        )));
+    }
+
+    #[test]
+    fn stream_netdev_connects_to_a_unix_socket() {
+        let mut c = sample();
+        c.netdevs = vec![Netdev::Stream {
+            id: "unet0".into(),
+            path: "passt.sock".into(),
+        }];
+        let p = pairs(&c.args());
+        assert!(p.contains(&(
+            "-netdev".into(),
+            "stream,id=unet0,server=off,addr.type=unix,addr.path=passt.sock".into()
         )));
     }
 

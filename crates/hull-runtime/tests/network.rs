@@ -457,3 +457,108 @@ fn user_networking_publishes_ports_named_in_the_annotation() {
     assert!(out.stderr_str().contains("org.hull.net.publish"), "{out}");
     root.assert_clean("pub2");
 }
+
+/// A busybox bundle without a network namespace (user-mode networking) on `backend`.
+fn user_net_bundle(args: &[&str], backend: &str, publish: Option<String>) -> Bundle {
+    let mut b = Bundle::busybox(args);
+    b.edit(|c| {
+        let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
+        ns.retain(|n| n["type"] != "network");
+        let mut a = json!({"org.hull.net.backend": backend});
+        if let Some(p) = publish {
+            a["org.hull.net.publish"] = json!(p);
+        }
+        c["annotations"] = a;
+    });
+    b
+}
+
+#[test]
+fn passt_gives_outbound_user_networking_with_slirps_addresses() {
+    // passt maps the gateway (10.0.2.2, as with slirp) to the host's loopback.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 64];
+        let n = s.read(&mut buf).unwrap();
+        s.write_all(b"hello-guest\n").unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    });
+    let root = Root::new();
+    let script = format!("ip -o -4 addr show eth0; echo hello-host | nc 10.0.2.2 {port}");
+    let b = user_net_bundle(&["sh", "-c", &script], "passt", None);
+    let out = common::run(&root, &b, "passt-out", None);
+    assert_eq!(out.code, Some(0), "{out}");
+    let text = out.stdout_str();
+    assert!(text.contains("inet 10.0.2.15/24"), "{text}");
+    assert!(text.ends_with("hello-guest\n"), "{text}");
+    assert_eq!(server.join().unwrap(), "hello-host\n");
+    // passt's command line names the state directory: no passt left either.
+    root.assert_clean("passt-out");
+}
+
+#[test]
+fn passt_publishes_ports_and_goes_with_the_container() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let root = Root::new();
+    let b = user_net_bundle(
+        &[
+            "sh",
+            "-c",
+            "mkdir /tmp/www; echo published > /tmp/www/i; trap 'exit 0' TERM; \
+             httpd -f -p 8080 -h /tmp/www & wait",
+        ],
+        "passt",
+        Some(format!("127.0.0.1:{port}:8080")),
+    );
+    let mut c = common::run_cmd(&root, &b, "passt-pub");
+    let child = spawn(&mut c, false);
+    wait_status(&root, "passt-pub", "running");
+    let pid_file = root.path().join("passt-pub").join("passt.pid");
+    let passt_pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap_or_else(|e| panic!("{}: {e}", pid_file.display()))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(hull_testkit::wait::pid_alive(passt_pid));
+    let body = hull_testkit::wait::wait_for("the port published by passt", VM_TIMEOUT, || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        s.write_all(b"GET /i HTTP/1.0\r\n\r\n").ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        text.contains("published").then_some(text)
+    });
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    common::terminate(&child);
+    let out = finish(child, None, VM_TIMEOUT);
+    assert_eq!(out.code, Some(0), "{out}");
+    hull_testkit::wait::wait_for("passt to exit", Duration::from_secs(10), || {
+        (!hull_testkit::wait::pid_alive(passt_pid)).then_some(())
+    });
+    assert!(
+        std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+        "the published port is still bound"
+    );
+    root.assert_clean("passt-pub");
+}
+
+#[test]
+fn an_unknown_user_network_backend_is_refused_naming_the_annotation() {
+    let root = Root::new();
+    let b = user_net_bundle(&["true"], "vde", None);
+    let out = common::run(&root, &b, "badnet", None);
+    assert_eq!(out.code, Some(3), "{out}");
+    let err = out.stderr_str();
+    assert!(
+        err.contains("org.hull.net.backend") && err.contains("\"vde\""),
+        "{out}"
+    );
+    root.assert_clean("badnet");
+}

@@ -11,11 +11,15 @@ use hull_qemu::{Device, Netdev, QemuCommand};
 
 use super::VmDevice;
 
-const MAC: &str = "52:54:00:12:34:56";
-const GUEST: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 15);
-const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
+// Also the passt backend's: both give the guest the same configuration.
+pub(super) const MAC: &str = "52:54:00:12:34:56";
+pub(super) const MTU: u32 = 1500;
+pub(super) const GUEST: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 15);
+pub(super) const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
+/// slirp's DNS forwarder (passt is told to forward there too).
+pub(super) const DNS: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 3);
 
-/// The guest's side of slirp's network.
+/// The guest's side of the user-mode network (slirp's addresses, whichever the backend).
 pub fn guest_config() -> NetworkConfig {
     let net = |addr: Ipv4Addr, prefix_len| IpNet {
         addr: IpAddr::V4(addr),
@@ -25,7 +29,7 @@ pub fn guest_config() -> NetworkConfig {
         interfaces: vec![NetInterface {
             name: "eth0".into(),
             mac: MAC.into(),
-            mtu: 1500,
+            mtu: MTU,
             addresses: vec![net(GUEST, 24)],
         }],
         routes: vec![NetRoute {
@@ -61,7 +65,7 @@ impl VmDevice for UserNet {
         q.devices.push(Device::VirtioNet {
             netdev: "unet0".into(),
             mac: MAC.into(),
-            mtu: 1500,
+            mtu: MTU,
         });
     }
 }

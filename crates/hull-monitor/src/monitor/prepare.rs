@@ -117,7 +117,10 @@ impl Monitor {
             console,
             volumes: pod_capable || plan.tree(ShareTree::Volumes).next().is_some(),
             net,
-            user_net,
+            user_net: match user_net {
+                true => Some(devices::user_net_backend(&plan)?),
+                false => None,
+            },
         };
         let mut host = Host {
             sd,
