@@ -380,10 +380,9 @@ fn a_container_in_a_running_containers_netns_runs_in_its_vm_as_a_pod() {
     root.assert_clean("infra");
 }
 
-#[test]
-fn a_container_without_a_network_namespace_gets_outbound_user_networking() {
-    // runc's "host" network cannot be handed to a VM: it gets QEMU's user-mode network, whose
-    // gateway 10.0.2.2 is the host's loopback. The test listens there (loopback only).
+/// A container on user-mode networking (`backend`; `None`: the default) reaches a listener on
+/// the host's loopback through the gateway 10.0.2.2, with slirp's guest address.
+fn outbound_reaches_the_hosts_loopback(backend: Option<&str>, id: &str) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let server = std::thread::spawn(move || {
@@ -395,22 +394,30 @@ fn a_container_without_a_network_namespace_gets_outbound_user_networking() {
         String::from_utf8_lossy(&buf[..n]).into_owned()
     });
     let root = Root::new();
-    let mut b = Bundle::busybox(&[
-        "sh",
-        "-c",
-        &format!("ip -o -4 addr show eth0; echo hello-host | nc 10.0.2.2 {port}"),
-    ]);
+    let script = format!("ip -o -4 addr show eth0; echo hello-host | nc 10.0.2.2 {port}");
+    let mut b = Bundle::busybox(&["sh", "-c", &script]);
     b.edit(|c| {
         let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
         ns.retain(|n| n["type"] != "network");
+        if let Some(backend) = backend {
+            c["annotations"] = json!({"org.hull.net.backend": backend});
+        }
     });
-    let out = common::run(&root, &b, "hostnet", None);
+    let out = common::run(&root, &b, id, None);
     assert_eq!(out.code, Some(0), "{out}");
     let text = out.stdout_str();
     assert!(text.contains("inet 10.0.2.15/24"), "{text}");
     assert!(text.ends_with("hello-guest\n"), "{text}");
     assert_eq!(server.join().unwrap(), "hello-host\n");
-    root.assert_clean("hostnet");
+    // A backend process (passt) names the state directory: none may be left either.
+    root.assert_clean(id);
+}
+
+#[test]
+fn a_container_without_a_network_namespace_gets_outbound_user_networking() {
+    // runc's "host" network cannot be handed to a VM: it gets QEMU's user-mode network, whose
+    // gateway 10.0.2.2 is the host's loopback. The test listens there (loopback only).
+    outbound_reaches_the_hosts_loopback(None, "hostnet");
 }
 
 #[test]
@@ -476,27 +483,7 @@ fn user_net_bundle(args: &[&str], backend: &str, publish: Option<String>) -> Bun
 #[test]
 fn passt_gives_outbound_user_networking_with_slirps_addresses() {
     // passt maps the gateway (10.0.2.2, as with slirp) to the host's loopback.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let server = std::thread::spawn(move || {
-        use std::io::{Read, Write};
-        let (mut s, _) = listener.accept().unwrap();
-        let mut buf = [0u8; 64];
-        let n = s.read(&mut buf).unwrap();
-        s.write_all(b"hello-guest\n").unwrap();
-        String::from_utf8_lossy(&buf[..n]).into_owned()
-    });
-    let root = Root::new();
-    let script = format!("ip -o -4 addr show eth0; echo hello-host | nc 10.0.2.2 {port}");
-    let b = user_net_bundle(&["sh", "-c", &script], "passt", None);
-    let out = common::run(&root, &b, "passt-out", None);
-    assert_eq!(out.code, Some(0), "{out}");
-    let text = out.stdout_str();
-    assert!(text.contains("inet 10.0.2.15/24"), "{text}");
-    assert!(text.ends_with("hello-guest\n"), "{text}");
-    assert_eq!(server.join().unwrap(), "hello-host\n");
-    // passt's command line names the state directory: no passt left either.
-    root.assert_clean("passt-out");
+    outbound_reaches_the_hosts_loopback(Some("passt"), "passt-out");
 }
 
 #[test]
