@@ -95,12 +95,13 @@ impl Monitor {
             wired.clone(),
         )?;
 
-        self.run_host_hooks(&bundle, &accel)?;
-        // An engine's network namespace holds the interfaces it configured (a new one may have
-        // got them from a hook just now: docker's prestart hook moves the veth in).
+        let hooks_ran = self.run_host_hooks(&bundle, &accel)?;
+        // An engine's network namespace holds the interfaces it configured; a new one is empty
+        // unless a hook just put one there (docker's prestart hook moves the veth in).
         let net = match netns {
-            Some(_) => NetSetup::inspect()?,
-            None => NetSetup::default(),
+            Some(Some(_)) => NetSetup::inspect()?,
+            Some(None) if hooks_ran => NetSetup::inspect()?,
+            _ => NetSetup::default(),
         };
         // No network namespace in the spec (runc's host network): user-mode networking.
         let user_net = netns.is_none();
@@ -145,10 +146,10 @@ impl Monitor {
     /// createRuntime and prestart hooks, on the host: the runtime environment (the network
     /// namespace, where engines' hooks wire the network) exists, and the VM's devices are
     /// fixed once QEMU starts (microvm has no hotplug), so they run before it. A failure
-    /// fails create.
-    fn run_host_hooks(&self, bundle: &Bundle, accel: &AccelChoice) -> Result<(), MonitorError> {
+    /// fails create. Returns whether any ran.
+    fn run_host_hooks(&self, bundle: &Bundle, accel: &AccelChoice) -> Result<bool, MonitorError> {
         let Some(h) = bundle.spec.hooks() else {
-            return Ok(());
+            return Ok(false);
         };
         let state = super::create::container_state(
             &self.opts.id,
@@ -162,7 +163,7 @@ impl Monitor {
         hull_oci::hooks::run_hooks("createRuntime", &create_runtime, &json)?;
         let prestart = h.prestart().clone().unwrap_or_default();
         hull_oci::hooks::run_hooks("prestart", &prestart, &json)?;
-        Ok(())
+        Ok(!create_runtime.is_empty() || !prestart.is_empty())
     }
 
     /// Stages every device's files, then starts every backend (virtiofsd, taps).
