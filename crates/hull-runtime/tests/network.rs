@@ -422,17 +422,9 @@ fn a_container_without_a_network_namespace_gets_outbound_user_networking() {
 
 #[test]
 fn user_networking_publishes_ports_named_in_the_annotation() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = free_port();
     let root = Root::new();
-    let mut b = Bundle::busybox(&[
-        "sh",
-        "-c",
-        "mkdir /tmp/www; echo published > /tmp/www/i; trap 'exit 0' TERM; \
-         httpd -f -p 8080 -h /tmp/www & wait",
-    ]);
+    let mut b = Bundle::busybox(&["sh", "-c", PUBLISHED_HTTPD]);
     b.edit(|c| {
         let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
         ns.retain(|n| n["type"] != "network");
@@ -441,15 +433,7 @@ fn user_networking_publishes_ports_named_in_the_annotation() {
     let mut c = common::run_cmd(&root, &b, "pub");
     let child = spawn(&mut c, false);
     wait_status(&root, "pub", "running");
-    let body = hull_testkit::wait::wait_for("the published port", VM_TIMEOUT, || {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        s.write_all(b"GET /i HTTP/1.0\r\n\r\n").ok()?;
-        let mut text = String::new();
-        s.read_to_string(&mut text).ok()?;
-        text.contains("published").then_some(text)
-    });
+    let body = fetch_published(port);
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
     common::terminate(&child);
     let out = finish(child, None, VM_TIMEOUT);
@@ -463,6 +447,29 @@ fn user_networking_publishes_ports_named_in_the_annotation() {
     assert_eq!(out.code, Some(3), "{out}");
     assert!(out.stderr_str().contains("org.hull.net.publish"), "{out}");
     root.assert_clean("pub2");
+}
+
+/// A free TCP port on the host's loopback.
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// busybox httpd on port 8080 serving `/i` ("published"), ending with 0 on SIGTERM.
+const PUBLISHED_HTTPD: &str = "mkdir /tmp/www; echo published > /tmp/www/i; \
+     trap 'exit 0' TERM; httpd -f -p 8080 -h /tmp/www & wait";
+
+/// GET /i through the port published on the host's loopback, until it answers.
+fn fetch_published(port: u16) -> String {
+    hull_testkit::wait::wait_for("the published port", VM_TIMEOUT, || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        s.write_all(b"GET /i HTTP/1.0\r\n\r\n").ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        text.contains("published").then_some(text)
+    })
 }
 
 /// A busybox bundle without a network namespace (user-mode networking) on `backend`.
@@ -488,21 +495,10 @@ fn passt_gives_outbound_user_networking_with_slirps_addresses() {
 
 #[test]
 fn passt_publishes_ports_and_goes_with_the_container() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = free_port();
     let root = Root::new();
-    let b = user_net_bundle(
-        &[
-            "sh",
-            "-c",
-            "mkdir /tmp/www; echo published > /tmp/www/i; trap 'exit 0' TERM; \
-             httpd -f -p 8080 -h /tmp/www & wait",
-        ],
-        "passt",
-        Some(format!("127.0.0.1:{port}:8080")),
-    );
+    let publish = Some(format!("127.0.0.1:{port}:8080"));
+    let b = user_net_bundle(&["sh", "-c", PUBLISHED_HTTPD], "passt", publish);
     let mut c = common::run_cmd(&root, &b, "passt-pub");
     let child = spawn(&mut c, false);
     wait_status(&root, "passt-pub", "running");
@@ -513,15 +509,7 @@ fn passt_publishes_ports_and_goes_with_the_container() {
         .parse()
         .unwrap();
     assert!(hull_testkit::wait::pid_alive(passt_pid));
-    let body = hull_testkit::wait::wait_for("the port published by passt", VM_TIMEOUT, || {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        s.write_all(b"GET /i HTTP/1.0\r\n\r\n").ok()?;
-        let mut text = String::new();
-        s.read_to_string(&mut text).ok()?;
-        text.contains("published").then_some(text)
-    });
+    let body = fetch_published(port);
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
     common::terminate(&child);
     let out = finish(child, None, VM_TIMEOUT);
