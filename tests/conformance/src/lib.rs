@@ -14,6 +14,16 @@
 
 pub mod pty;
 
+/// The path of the namespace of type `kind` in a captured config.json (None: a new one).
+pub fn namespace_path(config: &serde_json::Value, kind: &str) -> Option<String> {
+    config["linux"]["namespaces"]
+        .as_array()?
+        .iter()
+        .find(|ns| ns["type"] == kind)?["path"]
+        .as_str()
+        .map(str::to_owned)
+}
+
 /// Panics unless `haystack` contains `needle`, showing both.
 #[track_caller]
 pub fn assert_contains(haystack: &str, needle: &str) {

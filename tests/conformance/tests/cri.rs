@@ -9,6 +9,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use hull_conformance::namespace_path;
 use hull_testkit::engines::{unique_name, Containerd};
 use hull_testkit::net::{
     fetched_body, httpd_script, mounts_under, processes_mentioning, wget_loop,
@@ -121,16 +122,6 @@ fn container_config(name: &str, command: Vec<String>) -> ContainerConfig {
 
 fn sh(script: &str) -> Vec<String> {
     vec!["sh".into(), "-c".into(), script.into()]
-}
-
-/// The path of the namespace of type `kind` in a captured config.json (None: a new one).
-fn namespace_path(config: &Value, kind: &str) -> Option<String> {
-    config["linux"]["namespaces"]
-        .as_array()?
-        .iter()
-        .find(|ns| ns["type"] == kind)?["path"]
-        .as_str()
-        .map(str::to_owned)
 }
 
 fn describe_config(what: &str, config: &Value) {

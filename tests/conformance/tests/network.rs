@@ -12,6 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use hull_conformance::assert_contains;
+use hull_conformance::namespace_path;
 use hull_testkit::engines::{free_port, unique_name, Dockerd, Podman};
 use hull_testkit::net::{
     fetch_until_ok, fetched_body, httpd_script as serve, hull_taps, ingress_qdiscs, link_names,
@@ -76,16 +77,6 @@ fn namespaces(config: &Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// The path of the namespace of type `kind` in a captured config.json (None: a new one).
-fn namespace_path(config: &Value, kind: &str) -> Option<String> {
-    config["linux"]["namespaces"]
-        .as_array()?
-        .iter()
-        .find(|ns| ns["type"] == kind)?["path"]
-        .as_str()
-        .map(str::to_owned)
 }
 
 /// A summary of what the engine put in config.json about the network, printed for the logs.
