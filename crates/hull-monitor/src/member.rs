@@ -92,7 +92,7 @@ pub fn run(
     if let Some(ns) = bundle.network_namespace().flatten() {
         sys::enter_network_namespace(Some(&ns))?;
     }
-    let (stdio, _terminal) = member_stdio(opts, &bundle)?;
+    let stdio = member_stdio(opts, &bundle)?;
     // The files the pod's monitor shares into the VM, as detached mount trees: its staging
     // namespace does not see mounts made here after it started (an engine's rootfs overlay).
     let plan = hull_oci::VmPlan::from_bundle(&bundle, 1)?;
@@ -253,7 +253,7 @@ fn spawn_pod_reader(mut conn: CtlClient, events: Sender<MemberEvent>) {
 
 /// The member's stdio for the pod's VM: our own fds, or a terminal whose master goes to the
 /// console socket (the slave goes to the pod's monitor).
-fn member_stdio(opts: &Options, b: &Bundle) -> Result<(Vec<OwnedFd>, bool), MonitorError> {
+fn member_stdio(opts: &Options, b: &Bundle) -> Result<Vec<OwnedFd>, MonitorError> {
     let dup = |fd: i32| -> Result<OwnedFd, MonitorError> {
         // SAFETY: fds 0-2 are open for the life of this process (the runtime gave them).
         let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
@@ -262,7 +262,7 @@ fn member_stdio(opts: &Options, b: &Bundle) -> Result<(Vec<OwnedFd>, bool), Moni
             .map_err(MonitorError::sys(format!("dup fd {fd}")))
     };
     if !b.terminal() {
-        return Ok((vec![dup(0)?, dup(1)?, dup(2)?], false));
+        return Ok(vec![dup(0)?, dup(1)?, dup(2)?]);
     }
     let Some(sock) = &opts.console_socket else {
         return Err(hull_oci::OciError::Invalid {
@@ -280,7 +280,7 @@ fn member_stdio(opts: &Options, b: &Bundle) -> Result<(Vec<OwnedFd>, bool), Moni
         .map(|s| (s.height() as u16, s.width() as u16));
     let pty = tty::open_pty(size)?;
     tty::send_to_console_socket(sock, &pty.master)?;
-    Ok((vec![pty.slave], true))
+    Ok(vec![pty.slave])
 }
 
 fn member_state(opts: &Options, b: &Bundle, pod: &Pod) -> ContainerState {

@@ -190,7 +190,6 @@ impl Monitor {
     pub(super) fn member_request(
         &mut self,
         vm: &mut Vmm,
-        sd: &StateDir,
         id: &str,
         request: CtlRequest,
         fds: Vec<OwnedFd>,
@@ -204,7 +203,7 @@ impl Monitor {
         }
         let r = match request {
             CtlRequest::Start => self.start_member(vm, id),
-            CtlRequest::Kill { signal, all } => self.kill_member(vm, sd, id, signal, all),
+            CtlRequest::Kill { signal, all } => self.kill_member(vm, id, signal, all),
             CtlRequest::Exec { process } => {
                 return self.exec(vm, *process, fds, peer_pid, reply, Some(id.to_owned()))
             }
@@ -281,14 +280,7 @@ impl Monitor {
         }
     }
 
-    fn kill_member(
-        &mut self,
-        vm: &mut Vmm,
-        sd: &StateDir,
-        id: &str,
-        signal: i32,
-        all: bool,
-    ) -> CtlReply {
+    fn kill_member(&mut self, vm: &mut Vmm, id: &str, signal: i32, all: bool) -> CtlReply {
         let Some(m) = self.members.get(id) else {
             return CtlReply::Error {
                 message: "container does not exist".into(),
@@ -297,7 +289,7 @@ impl Monitor {
         if !m.started {
             // Nothing runs yet: it ends as if killed by the signal.
             let exec_id = m.exec_id;
-            self.member_exited(vm, sd, exec_id, ExitStatus::Signal(signal));
+            self.member_exited(vm, exec_id, ExitStatus::Signal(signal));
             return CtlReply::Ok;
         }
         let req = HostRequest::Signal {
@@ -319,13 +311,7 @@ impl Monitor {
 
     /// If `exec_id` is a member's init: report its status, unstage it, have the agent forget
     /// it. Returns whether it was one.
-    pub(super) fn member_exited(
-        &mut self,
-        vm: &mut Vmm,
-        _sd: &StateDir,
-        exec_id: u32,
-        status: ExitStatus,
-    ) -> bool {
+    pub(super) fn member_exited(&mut self, vm: &mut Vmm, exec_id: u32, status: ExitStatus) -> bool {
         let Some(id) = self
             .members
             .iter()

@@ -217,7 +217,7 @@ impl Monitor {
                 Event::Agent(AgentEvent::Exited {
                     exec_id, status, ..
                 }) => {
-                    if self.member_exited(vm, sd, exec_id, status) {
+                    if self.member_exited(vm, exec_id, status) {
                         continue;
                     }
                     if let Some(e) = self.execs.remove(&exec_id) {
@@ -246,7 +246,7 @@ impl Monitor {
                         self.create_member(vm, sd, id, bundle, c.fds, c.peer_pid, c.reply)
                     }
                     CtlRequest::Member { id, request } => {
-                        self.member_request(vm, sd, &id, *request, c.fds, c.peer_pid, c.reply)
+                        self.member_request(vm, &id, *request, c.fds, c.peer_pid, c.reply)
                     }
                     request => {
                         let reply = self.handle_control(vm, state, sd, request, true);
