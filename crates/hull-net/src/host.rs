@@ -238,6 +238,7 @@ pub fn network_config(ifaces: &[HostInterface], routes: &[NetRoute]) -> NetworkC
             .map(|i| NetInterface {
                 name: i.name.clone(),
                 mac: format_mac(&i.mac),
+                device_mac: None,
                 mtu: i.mtu,
                 addresses: i.addresses.clone(),
             })

@@ -31,6 +31,7 @@ fn config() -> NetworkConfig {
         interfaces: vec![NetInterface {
             name: "eth0".into(),
             mac: "02:00:00:00:0A:01".into(),
+            device_mac: None,
             mtu: 1400,
             addresses: vec![net("10.88.0.5/16"), net("fd88::5/64")],
         }],

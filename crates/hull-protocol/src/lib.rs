@@ -37,7 +37,7 @@ pub use messages::*;
 pub use net::{IpNet, NetInterface, NetRoute, NetworkConfig};
 
 /// Version of the message set. The host sends it in `Hello`; the agent answers with its own.
-pub const PROTOCOL_VERSION: u8 = 3;
+pub const PROTOCOL_VERSION: u8 = 4;
 
 /// Version of the frame layout (header byte 2).
 pub const FRAME_FORMAT: u8 = 1;
@@ -76,6 +76,10 @@ pub const SHARE_TAG: &str = "hullshare";
 /// virtio-fs tag under which the host shares the sources of bind mounts (coherent with the host),
 /// present when the container has bind mounts.
 pub const VOLUME_TAG: &str = "hullvol";
+
+// The tags name virtio-fs devices in a cold-booted VM and virtio-9p devices in a VM cloned
+// from a template (vhost-user-fs cannot be migrated in QEMU 7.2): the agent mounts whichever
+// kind carries the tag.
 
 #[cfg(test)]
 mod tests {

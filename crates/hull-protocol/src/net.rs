@@ -13,6 +13,11 @@ pub struct NetInterface {
     pub name: String,
     /// MAC address, `aa:bb:cc:dd:ee:ff` (lower case). The guest finds its device by it.
     pub mac: String,
+    /// The MAC the guest's virtio-net device has, when it is not `mac` (a VM restored from a
+    /// template keeps the template's placeholder MAC): the agent finds the device by it and
+    /// sets `mac`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_mac: Option<String>,
     pub mtu: u32,
     /// IPv4 and IPv6 addresses (IPv6 link-local ones are left to the guest kernel).
     pub addresses: Vec<IpNet>,

@@ -29,6 +29,7 @@ pub fn guest_config() -> NetworkConfig {
         interfaces: vec![NetInterface {
             name: "eth0".into(),
             mac: MAC.into(),
+            device_mac: None,
             mtu: MTU,
             addresses: vec![net(GUEST, 24)],
         }],
