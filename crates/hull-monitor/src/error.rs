@@ -56,6 +56,20 @@ pub enum MonitorError {
     Hook(#[from] hull_oci::hooks::HookError),
     #[error("network")]
     Net(#[from] hull_net::NetError),
+    #[error("QEMU monitor (QMP)")]
+    Qmp(#[from] hull_qemu::QmpError),
+    #[error("VM template {dir}")]
+    Template {
+        dir: PathBuf,
+        #[source]
+        source: Box<MonitorError>,
+    },
+    #[error("restoring the VM from the template state {state} (the template is removed and rebuilt on the next start)")]
+    Restore {
+        state: PathBuf,
+        #[source]
+        source: hull_qemu::QmpError,
+    },
     #[error("interrupted by signal {0} before the container started")]
     Interrupted(i32),
 }

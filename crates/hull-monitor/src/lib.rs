@@ -17,6 +17,7 @@ pub mod member;
 mod monitor;
 pub mod share;
 pub mod sys;
+pub mod template;
 pub mod timings;
 pub mod tty;
 

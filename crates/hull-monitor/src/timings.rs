@@ -6,6 +6,13 @@ use serde::Serialize;
 /// CLOCK_BOOTTIME ms (time since the guest kernel started).
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Timings {
+    /// How the VM started: `clone` (from a template), `clone+build` (the template was built
+    /// first), `cold` (booted).
+    pub vm_start: String,
+    /// Building the template, when this start did.
+    pub template_build_ms: f64,
+    /// The clone's device state loaded (ms since the monitor started).
+    pub restored_ms: f64,
     pub host_prepared_ms: f64,
     pub virtiofsd_spawned_ms: f64,
     pub qemu_spawned_ms: f64,

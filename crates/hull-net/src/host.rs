@@ -264,6 +264,18 @@ pub fn attach(iface: &HostInterface, tap_name: &str) -> Result<Tap, NetError> {
     })
 }
 
+/// A tap wired to nothing (the NIC of a VM template being built, whose traffic goes nowhere);
+/// it disappears with its descriptor.
+pub fn unwired_tap(tap_name: &str) -> Result<Tap, NetError> {
+    let mut nl = open_netlink()?;
+    let (fd, tap) = create_tap(&mut nl, tap_name, 1500)?;
+    Ok(Tap {
+        fd,
+        name: tap.name,
+        ifindex: tap.index,
+    })
+}
+
 /// Opens the tap `tap_name` and sets its MTU and up; closing the descriptor removes it.
 fn create_tap(nl: &mut Netlink, tap_name: &str, mtu: u32) -> Result<(OwnedFd, Link), NetError> {
     let tap_err = |op| {
@@ -280,7 +292,7 @@ fn create_tap(nl: &mut Netlink, tap_name: &str, mtu: u32) -> Result<(OwnedFd, Li
     let change = LinkChange {
         up: Some(true),
         mtu: Some(mtu),
-        name: None,
+        ..LinkChange::default()
     };
     link::set(nl, tap.index, &change).map_err(tap_err("set MTU and up"))?;
     Ok((fd, tap))

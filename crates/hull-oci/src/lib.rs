@@ -13,7 +13,7 @@ pub use bundle::{is_bind_mount, read_spec, Bundle};
 pub use default_spec::default_spec;
 pub use plan::{
     FsCache, NetBackend, Share, ShareTree, VmPlan, ANNOTATION_MEMORY_MIB, ANNOTATION_NET_BACKEND,
-    ANNOTATION_ROOTFS_CACHE, ANNOTATION_VCPUS, DEFAULT_MEMORY_MIB,
+    ANNOTATION_ROOTFS_CACHE, ANNOTATION_VCPUS, ANNOTATION_VM_TEMPLATE, DEFAULT_MEMORY_MIB,
 };
 
 use std::path::PathBuf;

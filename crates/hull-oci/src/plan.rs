@@ -21,6 +21,11 @@ pub const ANNOTATION_ROOTFS_CACHE: &str = "org.hull.rootfs.cache";
 /// namespace): `passt` or `slirp` (QEMU's built-in stack).
 pub const ANNOTATION_NET_BACKEND: &str = "org.hull.net.backend";
 
+/// Annotation that turns VM templates on or off for this container: `on` (the runtime's
+/// default) or `off` (a cold boot with virtio-fs, e.g. for a tenant that must not share
+/// memory pages with other VMs).
+pub const ANNOTATION_VM_TEMPLATE: &str = "org.hull.vm.template";
+
 /// The program behind user-mode networking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NetBackend {
@@ -104,6 +109,9 @@ pub struct VmPlan {
     /// The user-mode network's backend the bundle asks for (`org.hull.net.backend`; `None`:
     /// the runtime's default).
     pub net_backend: Option<NetBackend>,
+    /// Whether the bundle asks for a VM template (`org.hull.vm.template`; `None`: the
+    /// runtime's default).
+    pub template: Option<bool>,
 }
 
 impl VmPlan {
@@ -222,8 +230,21 @@ impl VmPlan {
                 problem: format!("{v:?} is not one of {}", NetBackend::NAMES),
             })?),
         };
+        let template = match annotations.get(ANNOTATION_VM_TEMPLATE).map(String::as_str) {
+            None => None,
+            Some("on") => Some(true),
+            Some("off") => Some(false),
+            Some(other) => {
+                return Err(OciError::Invalid {
+                    path: b.config_path.clone(),
+                    field: format!("annotations[{ANNOTATION_VM_TEMPLATE:?}]"),
+                    problem: format!("{other:?} is not one of \"on\", \"off\""),
+                })
+            }
+        };
         Ok(Self {
             memory_mib: u32::try_from(memory_mib).unwrap_or(u32::MAX),
+            template,
             vcpus: vcpus as u32,
             shares,
             rootfs_cache,
@@ -274,6 +295,22 @@ mod tests {
         let e = plan(c).unwrap_err().to_string();
         assert!(
             e.contains(ANNOTATION_ROOTFS_CACHE) && e.contains("\"sometimes\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn template_annotation_is_checked() {
+        let mut c = base();
+        assert_eq!(plan(c.clone()).unwrap().template, None);
+        c["annotations"] = json!({ANNOTATION_VM_TEMPLATE: "off"});
+        assert_eq!(plan(c.clone()).unwrap().template, Some(false));
+        c["annotations"] = json!({ANNOTATION_VM_TEMPLATE: "on"});
+        assert_eq!(plan(c.clone()).unwrap().template, Some(true));
+        c["annotations"] = json!({ANNOTATION_VM_TEMPLATE: "maybe"});
+        let e = plan(c).unwrap_err().to_string();
+        assert!(
+            e.contains(ANNOTATION_VM_TEMPLATE) && e.contains("\"maybe\""),
             "{e}"
         );
     }

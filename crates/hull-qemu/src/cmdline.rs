@@ -61,6 +61,36 @@ impl Netdev {
     }
 }
 
+/// Where the guest's RAM lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Memory {
+    /// An anonymous memfd, shared: vhost-user daemons (virtiofsd) map guest memory.
+    SharedMemfd,
+    /// A file (on tmpfs). `share`: the guest writes the file (a template being built);
+    /// otherwise it is mapped copy-on-write (a clone of that template: pages it does not write
+    /// stay shared with every other clone).
+    File { path: PathBuf, share: bool },
+}
+
+/// A file system export of QEMU's own 9p server (`-fsdev local`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fsdev {
+    pub id: String,
+    pub path: PathBuf,
+}
+
+impl Fsdev {
+    fn arg(&self) -> String {
+        // passthrough: files get the guest's owners and modes (QEMU runs as root);
+        // multidevs=remap: the export has submounts, whose inode numbers may collide.
+        format!(
+            "local,id={},path={},security_model=passthrough,multidevs=remap",
+            self.id,
+            opt_path(&self.path)
+        )
+    }
+}
+
 /// A guest device.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Device {
@@ -76,12 +106,15 @@ pub enum Device {
         tag: String,
         queue_size: u32,
     },
-    /// A virtio-net NIC (virtio-mmio on microvm) on a netdev, with the MAC and MTU the guest
-    /// must see.
+    /// virtio-9p served by QEMU itself from an [`Fsdev`] (migratable while the guest has not
+    /// mounted it).
+    Virtio9p { fsdev: String, tag: String },
+    /// A virtio-net NIC (virtio-mmio on microvm) on a netdev, with the MAC the guest must see
+    /// and the MTU it is told (`None`: no MTU feature; the guest sets it).
     VirtioNet {
         netdev: String,
         mac: String,
-        mtu: u32,
+        mtu: Option<u32>,
     },
 }
 
@@ -102,8 +135,15 @@ impl Device {
             } => {
                 format!("vhost-user-fs-device,chardev={chardev},tag={tag},queue-size={queue_size}")
             }
+            Device::Virtio9p { fsdev, tag } => {
+                format!("virtio-9p-device,fsdev={fsdev},mount_tag={tag}")
+            }
             Device::VirtioNet { netdev, mac, mtu } => {
-                format!("virtio-net-device,netdev={netdev},mac={mac},host_mtu={mtu}")
+                let mut a = format!("virtio-net-device,netdev={netdev},mac={mac}");
+                if let Some(mtu) = mtu {
+                    a.push_str(&format!(",host_mtu={mtu}"));
+                }
+                a
             }
         }
     }
@@ -119,14 +159,18 @@ pub struct QemuCommand {
     pub tcg_tb_size_mib: u32,
     pub vcpus: u32,
     pub memory_mib: u32,
+    pub memory: Memory,
     pub kernel: PathBuf,
     pub initrd: PathBuf,
     pub kernel_cmdline: String,
     pub chardevs: Vec<Chardev>,
+    pub fsdevs: Vec<Fsdev>,
     pub netdevs: Vec<Netdev>,
     pub devices: Vec<Device>,
     /// Chardev id of the QMP monitor.
     pub qmp_chardev: String,
+    /// Wait for the state of a saved VM (`migrate-incoming`) instead of booting.
+    pub incoming: bool,
 }
 
 /// Escapes a value for QEMU's option syntax (a comma is written twice).
@@ -146,21 +190,14 @@ impl QemuCommand {
             "-name",
             format!("{},debug-threads=on", self.name.replace(',', ",,")),
         );
-        // microvm: no PCI, no firmware, no option ROMs, no 8259 PIC, no ISA serial; memory from
-        // a shareable memfd because vhost-user (virtiofsd) maps guest memory. The PIT and RTC
-        // stay: without kvmclock (TCG) the kernel calibrates the TSC against them (pit=off hangs
-        // calibration, rtc=off costs ~2 s of boot).
+        // microvm: no PCI, no firmware, no option ROMs, no 8259 PIC, no ISA serial. The PIT and
+        // RTC stay: without kvmclock (TCG) the kernel calibrates the TSC against them (pit=off
+        // hangs calibration, rtc=off costs ~2 s of boot).
         push(
             "-machine",
             "microvm,memory-backend=mem,x-option-roms=off,pic=off,isa-serial=off".to_string(),
         );
-        push(
-            "-object",
-            format!(
-                "memory-backend-memfd,id=mem,size={}M,share=on",
-                self.memory_mib
-            ),
-        );
+        push("-object", self.memory_arg());
         push("-m", format!("{}M", self.memory_mib));
         match self.accel {
             Accel::Kvm => {
@@ -179,6 +216,9 @@ impl QemuCommand {
         for c in &self.chardevs {
             push("-chardev", c.arg());
         }
+        for f in &self.fsdevs {
+            push("-fsdev", f.arg());
+        }
         for n in &self.netdevs {
             push("-netdev", n.arg());
         }
@@ -186,10 +226,25 @@ impl QemuCommand {
             push("-device", d.arg());
         }
         push("-mon", format!("chardev={},mode=control", self.qmp_chardev));
+        if self.incoming {
+            push("-incoming", "defer".into());
+        }
         for flag in ["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"] {
             a.push(flag.to_string());
         }
         a.into_iter().map(OsString::from).collect()
+    }
+
+    fn memory_arg(&self) -> String {
+        let size = self.memory_mib;
+        match &self.memory {
+            Memory::SharedMemfd => format!("memory-backend-memfd,id=mem,size={size}M,share=on"),
+            Memory::File { path, share } => format!(
+                "memory-backend-file,id=mem,size={size}M,mem-path={},share={}",
+                opt_path(path),
+                if *share { "on" } else { "off" }
+            ),
+        }
     }
 
     pub fn command(&self) -> std::process::Command {
@@ -211,6 +266,7 @@ mod tests {
             tcg_tb_size_mib: 32,
             vcpus: 2,
             memory_mib: 256,
+            memory: Memory::SharedMemfd,
             kernel: "/k/vmlinux".into(),
             initrd: "/k/initramfs.cpio".into(),
             kernel_cmdline: "console=hvc0 quiet".into(),
@@ -238,7 +294,9 @@ mod tests {
                 id: "net0".into(),
                 fd: 7,
             }],
+            fsdevs: Vec::new(),
             qmp_chardev: "qmp".into(),
+            incoming: false,
         }
     }
 
@@ -295,7 +353,7 @@ mod tests {
         c.devices.push(Device::VirtioNet {
             netdev: "net0".into(),
             mac: "0a:58:0a:58:00:02".into(),
-            mtu: 1400,
+            mtu: Some(1400),
         });
         let p = pairs(&c.args());
         assert!(p.contains(&("-netdev".into(), "tap,id=net0,fd=7,vhost=off".into())));
@@ -316,6 +374,48 @@ mod tests {
         assert!(p.contains(&(
             "-netdev".into(),
             "stream,id=unet0,server=off,addr.type=unix,addr.path=passt.sock".into()
+        )));
+    }
+
+    #[test]
+    fn template_clone_maps_its_memory_file_privately_and_waits_for_the_state() {
+        let mut c = sample();
+        c.memory = Memory::File {
+            path: "/run/hull/templates/k/memory".into(),
+            share: false,
+        };
+        c.incoming = true;
+        c.fsdevs.push(Fsdev {
+            id: "fs0".into(),
+            path: "/run/x/share".into(),
+        });
+        c.devices.push(Device::Virtio9p {
+            fsdev: "fs0".into(),
+            tag: "hullshare".into(),
+        });
+        c.devices.push(Device::VirtioNet {
+            netdev: "net0".into(),
+            mac: "02:68:75:6c:6c:00".into(),
+            mtu: None,
+        });
+        let p = pairs(&c.args());
+        assert!(p.contains(&(
+            "-object".into(),
+            "memory-backend-file,id=mem,size=256M,mem-path=/run/hull/templates/k/memory,share=off"
+                .into()
+        )));
+        assert!(p.contains(&("-incoming".into(), "defer".into())));
+        assert!(p.contains(&(
+            "-fsdev".into(),
+            "local,id=fs0,path=/run/x/share,security_model=passthrough,multidevs=remap".into()
+        )));
+        assert!(p.contains(&(
+            "-device".into(),
+            "virtio-9p-device,fsdev=fs0,mount_tag=hullshare".into()
+        )));
+        assert!(p.contains(&(
+            "-device".into(),
+            "virtio-net-device,netdev=net0,mac=02:68:75:6c:6c:00".into()
         )));
     }
 

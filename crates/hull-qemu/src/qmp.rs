@@ -1,7 +1,7 @@
 //! A typed QMP client (over the `qapi` crate's generated QMP schema).
 
 use std::os::unix::net::UnixStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use qapi::{qmp, Qmp};
 
@@ -14,6 +14,10 @@ pub enum QmpError {
         command: &'static str,
         message: String,
     },
+    #[error("migration {status}: {message}")]
+    Migration { status: String, message: String },
+    #[error("migration not completed within {0:?}")]
+    MigrationTimeout(Duration),
 }
 
 /// A connected, negotiated QMP session.
@@ -57,6 +61,63 @@ impl QmpClient {
     /// Whether the vCPUs are running.
     pub fn running(&mut self) -> Result<bool, QmpError> {
         Ok(self.exec("query-status", qmp::query_status {})?.running)
+    }
+
+    /// Turns on `x-ignore-shared`: RAM in a shared file backend is not sent (a template's
+    /// memory file is the snapshot's RAM), and on the incoming side not expected. Both sides
+    /// need it.
+    pub fn ignore_shared_memory(&mut self) -> Result<(), QmpError> {
+        let cap = qmp::MigrationCapabilityStatus {
+            capability: qmp::MigrationCapability::x_ignore_shared,
+            state: true,
+        };
+        let c = qmp::migrate_set_capabilities {
+            capabilities: vec![cap],
+        };
+        self.exec("migrate-set-capabilities", c).map(drop)
+    }
+
+    /// Starts sending the VM's state to `uri` (e.g. `exec:cat > state`).
+    pub fn migrate(&mut self, uri: &str) -> Result<(), QmpError> {
+        let c = qmp::migrate {
+            uri: Some(uri.to_owned()),
+            channels: None,
+            detach: None,
+            resume: None,
+        };
+        self.exec("migrate", c).map(drop)
+    }
+
+    /// Starts loading a VM's state from `uri` (QEMU was started with `-incoming defer`).
+    pub fn migrate_incoming(&mut self, uri: &str) -> Result<(), QmpError> {
+        let c = qmp::migrate_incoming {
+            uri: Some(uri.to_owned()),
+            channels: None,
+            exit_on_error: None,
+        };
+        self.exec("migrate-incoming", c).map(drop)
+    }
+
+    /// Waits until the migration (either direction) has completed, polling every `every`.
+    pub fn wait_migration(&mut self, timeout: Duration, every: Duration) -> Result<(), QmpError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let info = self.exec("query-migrate", qmp::query_migrate {})?;
+            match info.status {
+                Some(qmp::MigrationStatus::completed) => return Ok(()),
+                Some(s @ (qmp::MigrationStatus::failed | qmp::MigrationStatus::cancelled)) => {
+                    return Err(QmpError::Migration {
+                        status: format!("{s:?}"),
+                        message: info.error_desc.unwrap_or_else(|| "no reason given".into()),
+                    })
+                }
+                _ => {}
+            }
+            if Instant::now() >= deadline {
+                return Err(QmpError::MigrationTimeout(timeout));
+            }
+            std::thread::sleep(every);
+        }
     }
 
     /// Asks QEMU to exit now.

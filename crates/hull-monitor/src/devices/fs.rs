@@ -1,15 +1,26 @@
-//! virtio-fs shares: a staging tree on the host served by its own virtiofsd (see `share`).
+//! The shares: a staging tree on the host (see `share`), served to the guest either by its own
+//! virtiofsd over virtio-fs (a cold-booted VM) or by QEMU's own 9p server over virtio-9p (a VM
+//! cloned from a template: vhost-user-fs cannot be migrated in QEMU 7.2, an unmounted 9p device
+//! can). The guest agent mounts whichever kind carries the tag.
 
 use hull_oci::{FsCache, ShareTree};
 use hull_protocol::{SHARE_TAG, VOLUME_TAG};
-use hull_qemu::{Chardev, Device, QemuCommand};
+use hull_qemu::{Chardev, Device, Fsdev, QemuCommand};
 
 use super::{DeadBackend, HostCtx, VmDevice};
 use crate::share::{self, Virtiofsd};
 use crate::MonitorError;
 
+/// How a share reaches the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    VirtioFs,
+    NineP,
+}
+
 pub struct FsShare {
     tree: ShareTree,
+    transport: Transport,
     cache: FsCache,
     /// Staging directory name in the state directory.
     dir: &'static str,
@@ -24,9 +35,10 @@ pub struct FsShare {
 
 impl FsShare {
     /// The container's rootfs (and, for pods, later members' rootfs).
-    pub fn rootfs(cache: FsCache) -> Self {
+    pub fn rootfs(transport: Transport, cache: FsCache) -> Self {
         Self {
             tree: ShareTree::Rootfs,
+            transport,
             cache,
             dir: "share",
             sock: "vfs.sock",
@@ -39,9 +51,10 @@ impl FsShare {
     }
 
     /// Sources of bind mounts, coherent with the host.
-    pub fn volumes(cache: FsCache) -> Self {
+    pub fn volumes(transport: Transport, cache: FsCache) -> Self {
         Self {
             tree: ShareTree::Volumes,
+            transport,
             cache,
             dir: "volumes",
             sock: "vol.sock",
@@ -60,6 +73,9 @@ impl VmDevice for FsShare {
     }
 
     fn start_backend(&mut self, ctx: &HostCtx) -> Result<(), MonitorError> {
+        if self.transport == Transport::NineP {
+            return Ok(()); // QEMU serves it
+        }
         let listener = crate::monitor::bind(ctx.sd, self.sock)?;
         self.sock_path = Some(ctx.sd.path(self.sock));
         self.daemon = Some(share::spawn_virtiofsd(
@@ -73,6 +89,19 @@ impl VmDevice for FsShare {
     }
 
     fn add_to(&self, q: &mut QemuCommand) {
+        if self.transport == Transport::NineP {
+            // Relative to QEMU's working directory (the state directory, or a template's build
+            // directory, which has the same layout).
+            q.fsdevs.push(Fsdev {
+                id: self.chardev.into(),
+                path: self.dir.into(),
+            });
+            q.devices.push(Device::Virtio9p {
+                fsdev: self.chardev.into(),
+                tag: self.tag.into(),
+            });
+            return;
+        }
         q.chardevs.push(Chardev::SocketClient {
             id: self.chardev.into(),
             path: self.sock.into(),

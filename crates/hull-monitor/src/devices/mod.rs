@@ -23,7 +23,7 @@ use hull_state::StateDir;
 use crate::assets::Assets;
 use crate::MonitorError;
 
-pub use net::NetSetup;
+pub use net::{placeholder_mac, NetSetup};
 pub use user_net::guest_config as user_net_config;
 
 /// What the devices' host sides may use.
@@ -71,6 +71,9 @@ pub struct DeviceOptions {
     pub console: bool,
     /// A second virtio-fs share for bind-mount sources.
     pub volumes: bool,
+    /// The VM is a clone of a template: shares over 9p (both, always: the template's device
+    /// set is fixed), NICs with placeholder MACs.
+    pub template: bool,
     /// The interfaces of the container's network namespace that the VM gets.
     pub net: NetSetup,
     /// User-mode networking (a container without a network namespace of its own), with its
@@ -140,11 +143,15 @@ pub fn user_net_backend(plan: &VmPlan) -> Result<UserNetBackend, MonitorError> {
 /// The devices of one container's VM, in the order QEMU gets them.
 pub fn from_plan(plan: &VmPlan, opts: DeviceOptions) -> Vec<Box<dyn VmDevice>> {
     let mut d: Vec<Box<dyn VmDevice>> = vec![Box::new(serial::Serial::new(opts.console))];
-    d.push(Box::new(fs::FsShare::rootfs(plan.rootfs_cache)));
-    if opts.volumes {
-        d.push(Box::new(fs::FsShare::volumes(FsCache::Auto)));
+    let transport = match opts.template {
+        true => fs::Transport::NineP,
+        false => fs::Transport::VirtioFs,
+    };
+    d.push(Box::new(fs::FsShare::rootfs(transport, plan.rootfs_cache)));
+    if opts.volumes || opts.template {
+        d.push(Box::new(fs::FsShare::volumes(transport, FsCache::Auto)));
     }
-    d.extend(net::devices(opts.net));
+    d.extend(net::devices(opts.net, opts.template));
     match opts.user_net {
         None => {}
         Some(UserNetBackend::Slirp) => d.push(Box::new(user_net::UserNet {

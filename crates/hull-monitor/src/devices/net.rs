@@ -36,7 +36,7 @@ impl NetSetup {
 }
 
 /// One NIC per interface.
-pub fn devices(setup: NetSetup) -> Vec<Box<dyn super::VmDevice>> {
+pub fn devices(setup: NetSetup, template: bool) -> Vec<Box<dyn super::VmDevice>> {
     setup
         .interfaces
         .into_iter()
@@ -46,15 +46,25 @@ pub fn devices(setup: NetSetup) -> Vec<Box<dyn super::VmDevice>> {
                 index,
                 iface,
                 tap: None,
+                template,
             }) as Box<dyn super::VmDevice>
         })
         .collect()
+}
+
+/// The MAC of NIC `index` in a template (and so in its clones, whose device state is the
+/// template's): `02:68:75:6c:6c:<index>` ("hull", locally administered). The agent finds the
+/// device by it and gives it the interface's own MAC.
+pub fn placeholder_mac(index: usize) -> String {
+    format!("02:68:75:6c:6c:{:02x}", index as u8)
 }
 
 struct NetIf {
     index: usize,
     iface: HostInterface,
     tap: Option<Tap>,
+    /// A clone of a template: placeholder MAC, no MTU feature (the agent sets both).
+    template: bool,
 }
 
 impl NetIf {
@@ -76,10 +86,14 @@ impl VmDevice for NetIf {
             id: self.netdev_id(),
             fd: tap.fd.as_raw_fd(),
         });
+        let (mac, mtu) = match self.template {
+            true => (placeholder_mac(self.index), None),
+            false => (hull_net::format_mac(&self.iface.mac), Some(self.iface.mtu)),
+        };
         q.devices.push(Device::VirtioNet {
             netdev: self.netdev_id(),
-            mac: hull_net::format_mac(&self.iface.mac),
-            mtu: self.iface.mtu,
+            mac,
+            mtu,
         });
     }
 

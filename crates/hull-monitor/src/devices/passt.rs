@@ -169,7 +169,7 @@ impl VmDevice for Passt {
         q.devices.push(Device::VirtioNet {
             netdev: "unet0".into(),
             mac: MAC.into(),
-            mtu: MTU,
+            mtu: Some(MTU),
         });
     }
 

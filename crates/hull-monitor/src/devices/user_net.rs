@@ -66,7 +66,7 @@ impl VmDevice for UserNet {
         q.devices.push(Device::VirtioNet {
             netdev: "unet0".into(),
             mac: MAC.into(),
-            mtu: MTU,
+            mtu: Some(MTU),
         });
     }
 }

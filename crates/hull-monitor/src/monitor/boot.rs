@@ -13,7 +13,7 @@ use crate::agent::RequestError;
 use crate::timings::ns_to_ms;
 use crate::MonitorError;
 
-fn boot_timeout(accel: Accel) -> Duration {
+pub(super) fn boot_timeout(accel: Accel) -> Duration {
     let default = match accel {
         Accel::Kvm => 20,
         Accel::Tcg => 90,
@@ -67,7 +67,52 @@ impl Monitor {
             }
         }
         self.timings.agent_ready_ms = self.ms();
+        if vmm.restored {
+            self.refresh_clone(host, vmm)?;
+        }
         self.configure_network(host, vmm)
+    }
+
+    /// A clone starts with its template's RNG state and clock: fresh host entropy, reseed, time.
+    fn refresh_clone(&mut self, host: &Host, vmm: &mut Vmm) -> Result<(), MonitorError> {
+        let mut entropy = vec![0u8; 64];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut entropy))
+            .map_err(MonitorError::sys("read /dev/urandom"))?;
+        let unix_time_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        let req = HostRequest::Restored {
+            entropy,
+            unix_time_ns,
+        };
+        self.agent_request(host, vmm, req, "refreshing the clone's entropy and clock")
+    }
+
+    /// A request during boot that is answered `Ok`; errors say `what` was being done.
+    fn agent_request(
+        &mut self,
+        host: &Host,
+        vmm: &mut Vmm,
+        req: HostRequest,
+        what: &str,
+    ) -> Result<(), MonitorError> {
+        let accel = host.accel.accel;
+        match vmm.agent.request(req, REQUEST_TIMEOUT) {
+            Ok(_) => Ok(()),
+            Err(RequestError::Agent(e)) => {
+                Err(MonitorError::Agent(format!("{what}: {}", e.message)))
+            }
+            Err(RequestError::Timeout) => Err(guest_timeout(
+                &host.sd,
+                &self.opts.id,
+                accel,
+                &format!("the guest agent ({what})"),
+                REQUEST_TIMEOUT,
+            )),
+            Err(RequestError::Gone) => Err(guest_gone(&host.sd, &self.opts.id, accel, what)),
+        }
     }
 
     /// Gives the guest the interfaces' addresses and routes (`lo` is up without asking).
@@ -76,26 +121,6 @@ impl Monitor {
             return Ok(());
         }
         let req = HostRequest::ConfigureNetwork(Box::new(host.network.clone()));
-        let accel = host.accel.accel;
-        match vmm.agent.request(req, REQUEST_TIMEOUT) {
-            Ok(_) => Ok(()),
-            Err(RequestError::Agent(e)) => Err(MonitorError::Agent(format!(
-                "configuring the guest's network: {}",
-                e.message
-            ))),
-            Err(RequestError::Timeout) => Err(guest_timeout(
-                &host.sd,
-                &self.opts.id,
-                accel,
-                "the guest agent to configure the network",
-                REQUEST_TIMEOUT,
-            )),
-            Err(RequestError::Gone) => Err(guest_gone(
-                &host.sd,
-                &self.opts.id,
-                accel,
-                "configuring the network",
-            )),
-        }
+        self.agent_request(host, vmm, req, "configuring the guest's network")
     }
 }

@@ -38,6 +38,8 @@ pub struct Host {
     pub network: hull_protocol::NetworkConfig,
     /// Host interfaces wired into the VM (recorded for `delete` after a crash).
     pub net_interfaces: Vec<String>,
+    /// Cloned from a template, or booted (and why).
+    pub start: crate::template::Start,
 }
 
 impl Monitor {
@@ -105,7 +107,7 @@ impl Monitor {
         };
         // No network namespace in the spec (runc's host network): user-mode networking.
         let user_net = netns.is_none();
-        let network = match user_net {
+        let mut network = match user_net {
             true => devices::user_net_config(),
             false => net.guest.clone(),
         };
@@ -114,14 +116,24 @@ impl Monitor {
         // A container in an engine's network namespace may become a pod's first container:
         // its VM then needs a volumes share for the later containers' bind mounts.
         let pod_capable = matches!(netns, Some(Some(_)));
+        let user_net = match user_net {
+            true => Some(devices::user_net_backend(&plan)?),
+            false => None,
+        };
+        let start = crate::template::choose(&plan, user_net.as_ref())?;
+        let template = start == crate::template::Start::Clone;
+        if template && !net.interfaces.is_empty() {
+            // A clone's NICs have the template's placeholder MACs (see devices::net).
+            for (i, iface) in network.interfaces.iter_mut().enumerate() {
+                iface.device_mac = Some(devices::placeholder_mac(i));
+            }
+        }
         let opts = DeviceOptions {
             console,
             volumes: pod_capable || plan.tree(ShareTree::Volumes).next().is_some(),
+            template,
             net,
-            user_net: match user_net {
-                true => Some(devices::user_net_backend(&plan)?),
-                false => None,
-            },
+            user_net,
         };
         let mut host = Host {
             sd,
@@ -138,6 +150,7 @@ impl Monitor {
             abortable,
             network,
             net_interfaces,
+            start,
         };
         self.start_backends(&mut host)?;
         Ok(host)

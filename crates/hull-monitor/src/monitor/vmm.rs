@@ -6,29 +6,37 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::process::Stdio;
 use std::time::Duration;
 
-use hull_qemu::{Accel, QemuCommand, QmpClient};
+use std::io::IsTerminal;
+
+use hull_qemu::{Accel, Memory, QemuCommand, QmpClient};
 use hull_state::StateDir;
 
 use super::prepare::Host;
 use super::{bind, env_u64, guest_timeout, Monitor};
 use crate::agent::AgentConn;
 use crate::sys::{self, Accepted, ChildGuard};
+use crate::template::{self, Lease, Start};
 use crate::{log, MonitorError};
 
 const QEMU_CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+/// Loading a clone's device state (a few hundred KiB from tmpfs).
+const RESTORE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The running VMM and the two channels the monitor holds to it.
 pub struct Vmm {
     pub qemu: ChildGuard,
     pub qmp: QmpClient,
     pub agent: AgentConn,
+    /// Restored from a template (the guest needs fresh entropy and the time).
+    pub restored: bool,
 }
 
 impl Monitor {
     pub(super) fn start_vmm(&mut self, host: &mut Host) -> Result<Vmm, MonitorError> {
         let agent_listener = bind(&host.sd, "agent.sock")?;
         let qmp_listener = bind(&host.sd, "qmp.sock")?;
-        let qcmd = self.qemu_command(host);
+        let mut qcmd = self.qemu_command(host);
+        let lease = self.template_lease(host, &mut qcmd);
         log::debug(&format!(
             "qemu: {} {:?}",
             qcmd.binary.display(),
@@ -40,13 +48,17 @@ impl Monitor {
 
         let what = "QEMU's QMP connection";
         let qmp_stream = self.accept(&qmp_listener, &mut qemu, host, what)?;
-        let qmp = QmpClient::handshake(qmp_stream, QEMU_CONNECT_TIMEOUT).map_err(|e| {
+        let mut qmp = QmpClient::handshake(qmp_stream, QEMU_CONNECT_TIMEOUT).map_err(|e| {
             MonitorError::Sys {
                 what: "QMP handshake".into(),
                 source: std::io::Error::other(e.to_string()),
             }
         })?;
         self.timings.qmp_ready_ms = self.ms();
+        let restored = lease.is_some();
+        if let Some(lease) = lease {
+            self.restore(&mut qmp, &mut qemu, host, lease)?;
+        }
         let what = "QEMU's agent channel connection";
         let agent_stream = self.accept(&agent_listener, &mut qemu, host, what)?;
         drop((agent_listener, qmp_listener));
@@ -54,7 +66,101 @@ impl Monitor {
         let _ = std::fs::remove_file(host.sd.path("qmp.sock"));
         self.timings.agent_connected_ms = self.ms();
         let agent = AgentConn::start(agent_stream, host.ev_tx.clone())?;
-        Ok(Vmm { qemu, qmp, agent })
+        Ok(Vmm {
+            qemu,
+            qmp,
+            agent,
+            restored,
+        })
+    }
+
+    /// The template to clone this VM from (built first if need be), with `q` turned into the
+    /// clone's command line; `None`: boot. A template that cannot be built is reported and the
+    /// VM boots with the same devices.
+    fn template_lease(&mut self, host: &Host, q: &mut QemuCommand) -> Option<Lease> {
+        if let Start::ColdBoot(why) = &host.start {
+            log::debug(&format!("VM boots: {why}"));
+            self.timings.vm_start = "cold".into();
+            return None;
+        }
+        let boot = super::boot::boot_timeout(host.accel.accel);
+        match template::acquire(&self.opts.root, q, |dir| template::build(dir, q, boot)) {
+            Ok(lease) => {
+                q.memory = Memory::File {
+                    path: lease.template.memory.clone(),
+                    share: false,
+                };
+                q.incoming = true;
+                self.timings.vm_start = match lease.built_ms {
+                    Some(ms) => {
+                        self.timings.template_build_ms = ms as f64;
+                        "clone+build".into()
+                    }
+                    None => "clone".into(),
+                };
+                Some(lease)
+            }
+            Err(e) => {
+                let notice = format!(
+                    "hull: no VM template, booting instead: {}",
+                    super::error_chain(&e)
+                );
+                log::error(&notice);
+                if std::io::stderr().is_terminal() {
+                    eprintln!("{notice}");
+                }
+                self.timings.vm_start = "cold".into();
+                None
+            }
+        }
+    }
+
+    /// Loads the template's device state into the clone (started with `-incoming defer`); it
+    /// runs on by itself once loaded. A template that cannot be restored is removed.
+    fn restore(
+        &mut self,
+        qmp: &mut QmpClient,
+        qemu: &mut ChildGuard,
+        host: &Host,
+        lease: Lease,
+    ) -> Result<(), MonitorError> {
+        let state = lease.template.state.clone();
+        let uri = format!("exec:cat {}", shell_quote(&state.display().to_string()));
+        let every = Duration::from_millis(1);
+        let loaded = qmp
+            .ignore_shared_memory()
+            .and_then(|_| qmp.migrate_incoming(&uri))
+            .and_then(|_| qmp.wait_migration(RESTORE_TIMEOUT, every))
+            .and_then(|_| match qmp.running()? {
+                true => Ok(()),
+                false => qmp.cont(),
+            });
+        match loaded {
+            Ok(()) => {
+                self.timings.restored_ms = self.ms();
+                Ok(())
+            }
+            Err(source) => {
+                template::discard(lease);
+                let log = host.sd.path("qemu.log");
+                let exited = (0..100).find_map(|_| {
+                    let st = qemu.try_wait();
+                    if st.is_none() {
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                    st
+                });
+                match exited {
+                    Some(status) => Err(MonitorError::ChildDied {
+                        program: "qemu",
+                        status: format!("{status}, restoring {}: {source}", state.display()),
+                        tail: sys::log_tail(&log, 5),
+                        log,
+                    }),
+                    None => Err(MonitorError::Restore { state, source }),
+                }
+            }
+        }
     }
 
     /// Accepts QEMU's connection on `listener`, or says which process died or what timed out.
@@ -99,13 +205,16 @@ impl Monitor {
             tcg_tb_size_mib: env_u64("HULL_TCG_TB_SIZE_MIB").unwrap_or(64) as u32,
             vcpus: host.plan.vcpus,
             memory_mib: host.plan.memory_mib,
+            memory: Memory::SharedMemfd,
             kernel: host.assets.kernel.clone(),
             initrd: host.assets.initrd.clone(),
             kernel_cmdline: self.kernel_cmdline(host),
             chardevs: Vec::new(),
+            fsdevs: Vec::new(),
             netdevs: Vec::new(),
             devices: Vec::new(),
             qmp_chardev: "qmp".into(),
+            incoming: false,
         };
         q.chardevs.push(hull_qemu::Chardev::SocketClient {
             id: "qmp".into(),
@@ -171,4 +280,18 @@ fn spawn_qemu(
         .spawn()
         .map_err(MonitorError::sys(format!("start {}", q.binary.display())))?;
     Ok(ChildGuard::new("qemu", child))
+}
+
+/// `s` as one word for `/bin/sh` (QEMU runs `exec:` migration URIs with it).
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn shell_quote_keeps_one_word() {
+        assert_eq!(super::shell_quote("/run/a b"), "'/run/a b'");
+        assert_eq!(super::shell_quote("it's"), "'it'\\''s'");
+    }
 }

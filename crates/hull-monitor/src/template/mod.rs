@@ -1,0 +1,468 @@
+//! VM templates: a VM is cloned from a booted template instead of booting a kernel.
+//!
+//! A template is a booted VM of one shape (kernel, initramfs, QEMU binary, machine, device set,
+//! accelerator, kernel command line) whose agent has answered `Hello`, saved with QEMU's
+//! migration: its RAM is a file on the state root's tmpfs (`memory-backend-file,share=on`, so
+//! the guest's writes land in the file), its device state a small file written by `migrate`
+//! with `x-ignore-shared` (the RAM is not copied into it). A clone is QEMU started with the
+//! same command line but the memory file mapped privately (`share=off`: copy-on-write, the
+//! pages a clone does not write stay shared with every other clone) and `-incoming defer`,
+//! then `migrate-incoming` of the device state. The clone runs on from where the template's
+//! agent waited for its host; everything after `Hello` is a cold boot's.
+//!
+//! Layout under the state root: `.templates/<key>/{memory,state,meta.json}`, `<key>.lock`
+//! (built under an exclusive lock, used under a shared one, so a rebuild never pulls a file
+//! from under a starting clone), `builds.log` (one line per build).
+//!
+//! The key hashes the clone's command line with everything per-container taken out (name,
+//! memory file, tap fds, published ports) and the identity of the QEMU binary, kernel and
+//! initramfs files (path, size, mtime, inode): any change is another key, so another template.
+//! A template whose files do not match its `meta.json` (size, state checksum) is rebuilt.
+
+mod build;
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use hull_oci::{FsCache, VmPlan};
+use hull_qemu::{Memory, Netdev, QemuCommand};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::devices::UserNetBackend;
+use crate::MonitorError;
+
+pub use build::build;
+
+/// `HULL_VM_TEMPLATE`: `on` (default) or `off`; the bundle's `org.hull.vm.template` wins.
+pub const ENV: &str = "HULL_VM_TEMPLATE";
+
+/// Directory of the templates under the state root.
+pub const DIR: &str = ".templates";
+
+/// How this VM starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    /// Cloned from a template (built first if there is none).
+    Clone,
+    /// Booted, for this reason.
+    ColdBoot(String),
+}
+
+/// Chooses how the VM starts: the bundle's annotation, else [`ENV`], else templates; then
+/// whether this VM can be a clone at all.
+pub fn choose(plan: &VmPlan, user_net: Option<&UserNetBackend>) -> Result<Start, MonitorError> {
+    let wanted = match plan.template {
+        Some(w) => Ok((w, "the bundle's org.hull.vm.template")),
+        None => match std::env::var(ENV).as_deref() {
+            Err(_) | Ok("") | Ok("on") => Ok((true, "")),
+            Ok("off") => Ok((false, "HULL_VM_TEMPLATE=off")),
+            Ok(v) => Err(MonitorError::Setting {
+                name: ENV,
+                value: v.into(),
+                problem: "must be \"on\" or \"off\"",
+            }),
+        },
+    }?;
+    Ok(match wanted {
+        (false, why) => Start::ColdBoot(format!("templates turned off by {why}")),
+        _ if matches!(user_net, Some(UserNetBackend::Passt(_))) => {
+            Start::ColdBoot("passt's connection to QEMU cannot be cloned".into())
+        }
+        _ if plan.rootfs_cache != FsCache::Always => Start::ColdBoot(
+            "org.hull.rootfs.cache=auto needs virtio-fs, which clones cannot have".into(),
+        ),
+        _ => Start::Clone,
+    })
+}
+
+/// The files of one template.
+#[derive(Debug, Clone)]
+pub struct Template {
+    pub key: String,
+    pub dir: PathBuf,
+    pub memory: PathBuf,
+    pub state: PathBuf,
+    meta: PathBuf,
+    lock: PathBuf,
+    builds_log: PathBuf,
+}
+
+/// What `meta.json` records, to tell a complete template from a damaged one.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Meta {
+    pub key: String,
+    pub memory_bytes: u64,
+    pub state_bytes: u64,
+    pub state_sha256: String,
+    pub build_ms: u64,
+}
+
+impl Template {
+    pub fn new(root: &Path, key: &str) -> Self {
+        let base = root.join(DIR);
+        let dir = base.join(key);
+        Self {
+            key: key.to_owned(),
+            memory: dir.join("memory"),
+            state: dir.join("state"),
+            meta: dir.join("meta.json"),
+            lock: base.join(format!("{key}.lock")),
+            builds_log: base.join("builds.log"),
+            dir,
+        }
+    }
+
+    /// `Ok` if the template is complete and matches its record; `Err` says why not.
+    pub fn check(&self, memory_mib: u32) -> Result<Meta, String> {
+        let bytes = std::fs::read(&self.meta).map_err(|e| format!("meta.json: {e}"))?;
+        let meta: Meta =
+            serde_json::from_slice(&bytes).map_err(|e| format!("meta.json unreadable: {e}"))?;
+        if meta.key != self.key {
+            return Err(format!("meta.json is for key {}", meta.key));
+        }
+        let want = u64::from(memory_mib) << 20;
+        let size = |p: &Path| std::fs::metadata(p).map(|m| m.len());
+        match size(&self.memory) {
+            Ok(n) if n == want && n == meta.memory_bytes => {}
+            Ok(n) => return Err(format!("memory file has {n} bytes, not {want}")),
+            Err(e) => return Err(format!("memory file: {e}")),
+        }
+        let state = std::fs::read(&self.state).map_err(|e| format!("state file: {e}"))?;
+        if state.len() as u64 != meta.state_bytes || sha256_hex(&state) != meta.state_sha256 {
+            return Err("state file does not match its checksum".into());
+        }
+        Ok(meta)
+    }
+}
+
+/// A template in use: it cannot be rebuilt (removed) while the lease lives.
+pub struct Lease {
+    _lock: File,
+    pub template: Template,
+    /// Whether this start built it (and how long that took).
+    pub built_ms: Option<u64>,
+}
+
+/// The template for `clone_cmd`, built by `build` (into the directory it is given) when there
+/// is none or it is damaged. Concurrent first starts build it once.
+pub fn acquire(
+    root: &Path,
+    clone_cmd: &QemuCommand,
+    build: impl FnOnce(&Path) -> Result<Meta, MonitorError>,
+) -> Result<Lease, MonitorError> {
+    let t = Template::new(root, &key(clone_cmd));
+    let in_template = |e: MonitorError| MonitorError::Template {
+        dir: t.dir.clone(),
+        source: Box::new(e),
+    };
+    let base = root.join(DIR);
+    std::fs::create_dir_all(&base)
+        .map_err(MonitorError::sys(format!("mkdir {}", base.display())))
+        .map_err(in_template)?;
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&t.lock)
+        .map_err(MonitorError::sys(format!("open {}", t.lock.display())))
+        .map_err(in_template)?;
+    flock(&lock, libc::LOCK_SH).map_err(in_template)?;
+    if t.check(clone_cmd.memory_mib).is_ok() {
+        return Ok(Lease {
+            _lock: lock,
+            template: t,
+            built_ms: None,
+        });
+    }
+    flock(&lock, libc::LOCK_EX).map_err(in_template)?;
+    let built_ms = match t.check(clone_cmd.memory_mib) {
+        Ok(_) => None, // another start built it while we waited
+        Err(why) => {
+            crate::log::info(&format!(
+                "VM template {}: building ({why})",
+                t.dir.display()
+            ));
+            let meta = rebuild(&t, build).map_err(in_template)?;
+            Some(meta.build_ms)
+        }
+    };
+    flock(&lock, libc::LOCK_SH).map_err(in_template)?;
+    Ok(Lease {
+        _lock: lock,
+        template: t,
+        built_ms,
+    })
+}
+
+/// Removes a template (a clone could not be restored from it); the next start rebuilds it.
+pub fn discard(lease: Lease) {
+    let lock = &lease._lock;
+    if flock(lock, libc::LOCK_EX).is_ok() {
+        let _ = std::fs::remove_dir_all(&lease.template.dir);
+    }
+}
+
+/// Builds into `<key>.build`, then moves it in place (under the exclusive lock).
+fn rebuild(
+    t: &Template,
+    build: impl FnOnce(&Path) -> Result<Meta, MonitorError>,
+) -> Result<Meta, MonitorError> {
+    let work = t.dir.with_extension("build");
+    let _ = std::fs::remove_dir_all(&work);
+    let _ = std::fs::remove_dir_all(&t.dir);
+    std::fs::create_dir_all(&work)
+        .map_err(MonitorError::sys(format!("mkdir {}", work.display())))?;
+    let meta = match build(&work) {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&work);
+            return Err(e);
+        }
+    };
+    let meta = Meta {
+        key: t.key.clone(),
+        ..meta
+    };
+    let json = serde_json::to_vec_pretty(&meta).expect("meta serializes");
+    let written = std::fs::write(work.join("meta.json"), json)
+        .and_then(|_| std::fs::rename(&work, &t.dir))
+        .map_err(MonitorError::sys(format!("install {}", t.dir.display())));
+    if let Err(e) = written {
+        let _ = std::fs::remove_dir_all(&work);
+        return Err(e);
+    }
+    let line = format!(
+        "{} key={} pid={} build_ms={}\n",
+        hull_state::now_rfc3339(),
+        t.key,
+        std::process::id(),
+        meta.build_ms
+    );
+    if let Ok(mut f) = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&t.builds_log)
+    {
+        let _ = f.write_all(line.as_bytes());
+    }
+    Ok(meta)
+}
+
+fn flock(f: &File, op: libc::c_int) -> Result<(), MonitorError> {
+    loop {
+        // SAFETY: flock on a descriptor we own; no memory is passed.
+        let r = unsafe { libc::flock(f.as_raw_fd(), op) };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(MonitorError::sys("lock the VM template")(e));
+        }
+    }
+}
+
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The template key of a clone's command line: its shape without what is per container, and
+/// the identity of every file QEMU loads.
+pub fn key(clone_cmd: &QemuCommand) -> String {
+    let shape = shape(clone_cmd);
+    let mut h = Sha256::new();
+    h.update(env!("CARGO_PKG_VERSION").as_bytes());
+    for a in shape.args() {
+        h.update(a.as_encoded_bytes());
+        h.update([0]);
+    }
+    for f in [&clone_cmd.binary, &clone_cmd.kernel, &clone_cmd.initrd] {
+        h.update(file_identity(f).as_bytes());
+        h.update([0]);
+    }
+    h.finalize()[..12]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The command line with what differs between clones of one template blanked out.
+fn shape(c: &QemuCommand) -> QemuCommand {
+    let mut s = c.clone();
+    s.name = String::new();
+    s.memory = Memory::File {
+        path: PathBuf::new(),
+        share: false,
+    };
+    s.incoming = false;
+    for n in &mut s.netdevs {
+        match n {
+            Netdev::TapFd { fd, .. } => *fd = -1,
+            Netdev::User { hostfwd, .. } => hostfwd.clear(),
+            Netdev::Stream { path, .. } => *path = PathBuf::new(),
+        }
+    }
+    s
+}
+
+/// Path, size, mtime and inode: a replaced or rebuilt file is another identity.
+fn file_identity(p: &Path) -> String {
+    let canonical = std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    match std::fs::metadata(&canonical) {
+        Ok(m) => format!(
+            "{} {} {}.{} {}:{}",
+            canonical.display(),
+            m.len(),
+            m.mtime(),
+            m.mtime_nsec(),
+            m.dev(),
+            m.ino()
+        ),
+        Err(_) => format!("{} missing", canonical.display()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hull_qemu::{Accel, Chardev, Device};
+
+    fn cmd(dir: &Path) -> QemuCommand {
+        std::fs::write(dir.join("vmlinux"), b"kernel").unwrap();
+        std::fs::write(dir.join("initramfs.cpio"), b"initrd").unwrap();
+        QemuCommand {
+            binary: "/bin/true".into(),
+            name: "hull-a".into(),
+            accel: Accel::Tcg,
+            tcg_tb_size_mib: 64,
+            vcpus: 1,
+            memory_mib: 1,
+            memory: Memory::SharedMemfd,
+            kernel: dir.join("vmlinux"),
+            initrd: dir.join("initramfs.cpio"),
+            kernel_cmdline: "quiet".into(),
+            chardevs: vec![Chardev::SocketClient {
+                id: "agent".into(),
+                path: "agent.sock".into(),
+            }],
+            fsdevs: Vec::new(),
+            netdevs: vec![Netdev::TapFd {
+                id: "net0".into(),
+                fd: 7,
+            }],
+            devices: vec![Device::VirtioNet {
+                netdev: "net0".into(),
+                mac: "02:68:75:6c:6c:00".into(),
+                mtu: None,
+            }],
+            qmp_chardev: "qmp".into(),
+            incoming: false,
+        }
+    }
+
+    #[test]
+    fn key_ignores_what_is_per_container_and_sees_the_shape_and_files() {
+        let d = tempdir();
+        let a = cmd(&d);
+        let mut b = a.clone();
+        b.name = "hull-b".into();
+        b.netdevs[0] = Netdev::TapFd {
+            id: "net0".into(),
+            fd: 9,
+        };
+        b.incoming = true;
+        assert_eq!(key(&a), key(&b));
+        let mut c = a.clone();
+        c.memory_mib = 512;
+        assert_ne!(key(&a), key(&c));
+        let mut c = a.clone();
+        c.vcpus = 2;
+        assert_ne!(key(&a), key(&c));
+        // A new kernel (same path) is another template.
+        let before = key(&a);
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        std::fs::write(d.join("vmlinux"), b"kernel 2").unwrap();
+        assert_ne!(before, key(&a));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    fn tempdir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "hull-template-test-{}-{}",
+            std::process::id(),
+            crate::sys::monotonic_ns()
+        ));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn fake_build(memory_mib: u32) -> impl FnOnce(&Path) -> Result<Meta, MonitorError> {
+        move |dir: &Path| {
+            let f = File::create(dir.join("memory")).unwrap();
+            f.set_len(u64::from(memory_mib) << 20).unwrap();
+            std::fs::write(dir.join("state"), b"device state").unwrap();
+            Ok(Meta {
+                key: String::new(),
+                memory_bytes: u64::from(memory_mib) << 20,
+                state_bytes: 12,
+                state_sha256: sha256_hex(b"device state"),
+                build_ms: 1,
+            })
+        }
+    }
+
+    #[test]
+    fn a_damaged_template_is_rebuilt_and_a_good_one_reused() {
+        let root = tempdir();
+        let c = cmd(&root);
+        let lease = acquire(&root, &c, fake_build(1)).unwrap();
+        assert!(lease.built_ms.is_some());
+        let t = lease.template.clone();
+        drop(lease);
+        let lease = acquire(&root, &c, |_: &Path| -> Result<Meta, MonitorError> {
+            panic!("must not rebuild a good template")
+        })
+        .unwrap();
+        assert!(lease.built_ms.is_none());
+        drop(lease);
+        // Truncated memory file: detected, rebuilt.
+        File::options()
+            .write(true)
+            .open(&t.memory)
+            .unwrap()
+            .set_len(4096)
+            .unwrap();
+        assert!(t.check(1).unwrap_err().contains("memory file"));
+        let lease = acquire(&root, &c, fake_build(1)).unwrap();
+        assert!(lease.built_ms.is_some());
+        drop(lease);
+        // Damaged state file: detected.
+        std::fs::write(&t.state, b"device stat!").unwrap();
+        assert!(t.check(1).unwrap_err().contains("checksum"));
+        let log = std::fs::read_to_string(root.join(DIR).join("builds.log")).unwrap();
+        assert_eq!(log.lines().count(), 2, "{log}");
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn a_failed_build_leaves_nothing() {
+        let root = tempdir();
+        let c = cmd(&root);
+        let e = acquire(&root, &c, |dir: &Path| {
+            std::fs::write(dir.join("memory"), b"partial").unwrap();
+            Err(MonitorError::Agent("boom".into()))
+        });
+        let e = e.err().expect("build fails");
+        assert!(crate::error_chain(&e).contains("boom"));
+        let t = Template::new(&root, &key(&c));
+        assert!(!t.dir.exists() && !t.dir.with_extension("build").exists());
+        let _ = std::fs::remove_dir_all(&root);
+    }
+}
