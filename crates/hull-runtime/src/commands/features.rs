@@ -6,6 +6,10 @@ use serde_json::json;
 use crate::Ctx;
 
 pub fn features(_ctx: &Ctx, _a: liboci_cli::Features) -> Result<i32> {
+    let start = match std::env::var(hull_monitor::template::ENV).as_deref() {
+        Ok("off") => "cold boot with virtio-fs shares (HULL_VM_TEMPLATE=off)",
+        _ => "clone of a VM template, copy-on-write memory, shares over virtio-9p (default; HULL_VM_TEMPLATE=off or the annotation turns it off)",
+    };
     let v = json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": "1.2.0",
@@ -34,6 +38,8 @@ pub fn features(_ctx: &Ctx, _a: liboci_cli::Features) -> Result<i32> {
         },
         "annotations": {
             "io.github.hull.vm": "each container runs in its own QEMU VM",
+            "io.github.hull.vm.start": start,
+            hull_oci::ANNOTATION_VM_TEMPLATE: "on (default) or off: clone the VM from a template (VMs of one shape share read-only memory pages) or boot it",
             hull_oci::ANNOTATION_MEMORY_MIB: "guest RAM in MiB",
             hull_oci::ANNOTATION_VCPUS: "number of vCPUs",
             hull_oci::ANNOTATION_ROOTFS_CACHE: "guest caching of the rootfs: always (default) or auto",
