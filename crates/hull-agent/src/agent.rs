@@ -13,7 +13,7 @@ use hull_protocol::{
     Reply, StartProcess, StreamId, PROTOCOL_VERSION, SHARE_TAG, VOLUME_TAG,
 };
 
-use crate::channel::Channel;
+use crate::channel::{Channel, HostWait};
 use crate::container::{self, Container};
 use crate::error::{Context, Error, Result};
 use crate::process::{self, Spawned, Target};
@@ -36,6 +36,44 @@ fn check_new_container(st: &State, cfg: &ContainerConfig) -> Result<()> {
         }
         _ => Ok(()),
     }
+}
+
+/// The least entropy a restored VM accepts: a full reseed of the kernel's CRNG (256 bits).
+const MIN_ENTROPY: usize = 32;
+
+/// The VM was restored from a template: every clone of it starts with the same kernel RNG
+/// state and the template's clock. Mixes the host's `entropy` into the kernel's pool and
+/// reseeds the CRNG at once (so that /dev/urandom, getrandom and random UUIDs of two clones
+/// differ), then sets the realtime clock.
+fn restored(entropy: &[u8], unix_time_ns: u64) -> Result<Reply> {
+    if entropy.len() < MIN_ENTROPY {
+        return Err(Error::msg(format!(
+            "restored VM: {} bytes of entropy from the host, at least {MIN_ENTROPY} needed to \
+             reseed the kernel's random number generator",
+            entropy.len()
+        )));
+    }
+    let random = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/urandom")
+        .ctx(|| "restored VM: opening /dev/urandom".into())?;
+    sys::add_entropy(random.as_fd(), entropy).ctx(|| {
+        format!(
+            "restored VM: adding {} bytes of entropy (RNDADDENTROPY on /dev/urandom)",
+            entropy.len()
+        )
+    })?;
+    sys::reseed_crng(random.as_fd())
+        .ctx(|| "restored VM: reseeding the CRNG (RNDRESEEDCRNG on /dev/urandom)".into())?;
+    let was_ns = sys::realtime_ns();
+    sys::set_realtime_ns(unix_time_ns)
+        .ctx(|| format!("restored VM: setting the realtime clock to {unix_time_ns} ns"))?;
+    debug!(
+        "restored: {} bytes of entropy added, CRNG reseeded, clock moved by {:.3} s",
+        entropy.len(),
+        (unix_time_ns as f64 - was_ns as f64) / 1e9
+    );
+    Ok(Reply::Ok)
 }
 
 /// How long the output of an exited process may still flow before its streams are closed (an
@@ -150,15 +188,21 @@ impl Agent {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Reads frames from the host and handles them, until the channel breaks.
-    pub fn serve(self: &Arc<Self>, mut reader: FrameReader<File>) -> Result<Infallible> {
+    /// Reads frames from the host and handles them, until the channel breaks. `host` watches
+    /// the port read by `reader`.
+    pub fn serve(
+        self: &Arc<Self>,
+        mut reader: FrameReader<File>,
+        host: &HostWait,
+    ) -> Result<Infallible> {
         loop {
             match reader.read_frame()? {
                 Some(Frame::Control(json)) => self.control(&json),
                 Some(Frame::Data { stream, bytes }) => self.stdin(StreamId(stream), Some(bytes)),
                 Some(Frame::Eof { stream }) => self.stdin(StreamId(stream), None),
-                // The host is not connected (virtio-serial reads return 0): wait for it.
-                None => std::thread::sleep(Duration::from_millis(20)),
+                // The host is not connected (virtio-serial reads return 0): wait for it. A VM
+                // restored from a template gets its host only now: this is on its start's path.
+                None => host.wait(),
             }
         }
     }
@@ -212,6 +256,10 @@ impl Agent {
                     .map_err(|e| Error::msg(hull_protocol::error_chain(&e)))?;
                 Ok(Reply::Ok)
             }
+            HostRequest::Restored {
+                entropy,
+                unix_time_ns,
+            } => restored(&entropy, unix_time_ns),
             HostRequest::CreateContainer(cfg) => self.create(*cfg),
             HostRequest::RemoveContainer { id } => self.remove(&id),
             HostRequest::Signal {
@@ -601,5 +649,19 @@ fn pids_of(c: &Container, init: i32) -> Vec<i32> {
 fn kill_all(signal: i32) {
     for pid in procfs::container_pids() {
         let _ = sys::kill(pid, signal);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_restore_with_too_little_entropy_is_refused() {
+        // Refused before any ioctl or clock change.
+        let e = restored(&[7; MIN_ENTROPY - 1], 1).unwrap_err().to_string();
+        assert!(e.contains("31 bytes of entropy"), "{e}");
+        assert!(e.contains("at least 32"), "{e}");
+        assert!(restored(&[], 1).is_err());
     }
 }

@@ -1,6 +1,8 @@
-//! The host channel: finding the virtio-serial port, and the shared framed writer.
+//! The host channel: finding the virtio-serial port, waiting for the host, and the shared framed
+//! writer.
 
 use std::fs::{File, OpenOptions};
+use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,6 +10,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use hull_protocol::{AgentError, AgentEvent, AgentMessage, FrameWriter, Reply, StreamId};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 
 use crate::error::{Error, Result};
 
@@ -56,6 +59,49 @@ fn try_open_port(name: &str) -> std::result::Result<Option<File>, String> {
         };
     }
     Ok(None)
+}
+
+/// How long one wait for the host lasts at most: the poll interval should a wake-up be missed.
+const HOST_WAIT_MS: u16 = 20;
+
+/// Waits for the host to come to the port. While the host is not connected, reads return 0 and
+/// the port polls readable and hung up at once, so a level-triggered poll would spin. This waits
+/// edge-triggered instead: epoll reports the port again only after its wait queue was woken,
+/// which the virtio-console driver does when the host opens the port (or data comes in).
+/// Registered before the first read, so no wake-up is missed between a read that returned 0 and
+/// the wait; each wait still ends after `HOST_WAIT_MS` at most.
+pub struct HostWait {
+    /// `None` if epoll could not be set up: then every wait sleeps `HOST_WAIT_MS`.
+    epoll: Option<Epoll>,
+}
+
+impl HostWait {
+    /// Watches `port` (create it before the first read of the port).
+    pub fn new(port: &File) -> Self {
+        let epoll = (|| {
+            let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+            let flags = EpollFlags::EPOLLIN | EpollFlags::EPOLLET;
+            epoll.add(port.as_fd(), EpollEvent::new(flags, 0))?;
+            Ok::<_, nix::Error>(epoll)
+        })();
+        let epoll = epoll
+            .inspect_err(|e| info!("cannot watch the agent port ({e}); polling it instead"))
+            .ok();
+        Self { epoll }
+    }
+
+    /// Returns after the port's next wake-up, or after `HOST_WAIT_MS`.
+    pub fn wait(&self) {
+        let Some(epoll) = &self.epoll else {
+            return std::thread::sleep(Duration::from_millis(HOST_WAIT_MS.into()));
+        };
+        let mut events = [EpollEvent::empty()];
+        if let Err(e) = epoll.wait(&mut events, HOST_WAIT_MS) {
+            if e != nix::errno::Errno::EINTR {
+                std::thread::sleep(Duration::from_millis(HOST_WAIT_MS.into()));
+            }
+        }
+    }
 }
 
 /// The writing half of the channel. Every frame is written whole under one lock.

@@ -5,7 +5,7 @@ use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
-use hull_protocol::ContainerConfig;
+use hull_protocol::{ContainerConfig, SHARE_TAG};
 use nix::errno::Errno;
 use nix::mount::{mount, MsFlags};
 use nix::sched::CloneFlags;
@@ -20,32 +20,62 @@ pub const SHARE_DIR: &str = "/run/hull/share";
 /// Where the host's volumes share (`VOLUME_TAG`, bind mount sources) is mounted in the guest.
 pub const VOLUME_DIR: &str = "/run/hull/volumes";
 
-/// Mounts the host's share `tag` (virtio-fs, or 9p when that fails) at `dir`.
+/// Where the kernel lists the virtio-9p devices, each as `virtio*/mount_tag`.
+const P9_DEVICES: &str = "/sys/bus/virtio/drivers/9pnet_virtio";
+
+/// Mounts the host's share `tag` at `dir`: over 9p when a virtio-9p device carries the tag (a VM
+/// restored from a template), else over virtio-fs.
 pub fn mount_share(tag: &str, dir: &str) -> Result<()> {
     fs::create_dir_all(dir).ctx(|| format!("creating {dir}"))?;
-    let vfs = mount(
+    let (fstype, data) = if on_9p(Path::new(P9_DEVICES), tag) {
+        ("9p", Some(p9_options(tag)))
+    } else {
+        ("virtiofs", None)
+    };
+    let opts = data
+        .as_deref()
+        .map(|d| format!(", options {d}"))
+        .unwrap_or_default();
+    mount(
         Some(tag),
         dir,
-        Some("virtiofs"),
+        Some(fstype),
         MsFlags::empty(),
-        None::<&str>,
-    );
-    let Err(e1) = vfs else { return Ok(()) };
-    debug!("virtio-fs mount of {tag} failed ({}), trying 9p", e1.desc());
-    let p9 = mount(
-        Some(tag),
-        dir,
-        Some("9p"),
-        MsFlags::empty(),
-        Some("trans=virtio,version=9p2000.L,msize=262144"),
-    );
-    p9.map_err(|e2| {
-        Error::msg(format!(
-            "mounting the share {tag:?} at {dir}: virtiofs: {}; 9p: {}",
-            e1.desc(),
-            e2.desc()
-        ))
-    })
+        data.as_deref(),
+    )
+    .ctx(|| format!("mounting the share {tag:?} ({fstype}{opts}) at {dir}"))?;
+    debug!("mounted the share {tag} at {dir} over {fstype}{opts}");
+    Ok(())
+}
+
+/// The 9p mount options of the share `tag`. The rootfs share (`SHARE_TAG`) is cached like
+/// virtio-fs `cache=always` (the host does not change it under the container; exec speed
+/// matters); any other share (`VOLUME_TAG`: bind mount sources) stays coherent with the host and
+/// supports shared writable mmap (`cache=mmap`).
+fn p9_options(tag: &str) -> String {
+    let cache = if tag == SHARE_TAG { "loose" } else { "mmap" };
+    format!("trans=virtio,version=9p2000.L,msize=524288,access=client,cache={cache}")
+}
+
+/// Whether one of the virtio-9p devices listed in `devices` carries `tag`.
+fn on_9p(devices: &Path, tag: &str) -> bool {
+    let Ok(entries) = fs::read_dir(devices) else {
+        return false; // no 9p driver, or no device bound to it
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().as_encoded_bytes().starts_with(b"virtio"))
+        .filter_map(|e| fs::read(e.path().join("mount_tag")).ok())
+        .any(|raw| mount_tag(&raw) == tag.as_bytes())
+}
+
+/// The tag in a `mount_tag` file, without the NUL byte and newline the kernel may end it with.
+fn mount_tag(raw: &[u8]) -> &[u8] {
+    let end = raw
+        .iter()
+        .rposition(|b| !matches!(b, b'\0' | b'\n'))
+        .map_or(0, |i| i + 1);
+    &raw[..end]
 }
 
 /// Namespaces of the container.
@@ -516,6 +546,50 @@ mod tests {
             r#"{{"ociVersion":"1.0.2","linux":{{"namespaces":{ns}}}}}"#
         ))
         .unwrap()
+    }
+
+    #[test]
+    fn nine_p_options_cache_the_rootfs_and_keep_volumes_coherent() {
+        let base = "trans=virtio,version=9p2000.L,msize=524288,access=client";
+        assert_eq!(
+            p9_options(hull_protocol::SHARE_TAG),
+            format!("{base},cache=loose")
+        );
+        assert_eq!(
+            p9_options(hull_protocol::VOLUME_TAG),
+            format!("{base},cache=mmap")
+        );
+    }
+
+    #[test]
+    fn mount_tags_lose_their_nul_and_newline() {
+        assert_eq!(mount_tag(b"hullshare\0"), b"hullshare");
+        assert_eq!(mount_tag(b"hullvol\n"), b"hullvol");
+        assert_eq!(mount_tag(b"hullvol\0\n"), b"hullvol");
+        assert_eq!(mount_tag(b"hullvol"), b"hullvol");
+        assert_eq!(mount_tag(b"\0"), b"");
+        assert_eq!(mount_tag(b""), b"");
+    }
+
+    #[test]
+    fn nine_p_devices_are_found_by_tag() {
+        let dir = std::env::temp_dir().join(format!("hull-agent-9p-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        for (dev, tag) in [("virtio3", &b"hullshare\0"[..]), ("virtio5", b"hullvol\n")] {
+            fs::create_dir_all(dir.join(dev)).unwrap();
+            fs::write(dir.join(dev).join("mount_tag"), tag).unwrap();
+        }
+        // What else the driver's directory holds.
+        fs::write(dir.join("bind"), b"").unwrap();
+        fs::create_dir_all(dir.join("module")).unwrap();
+        fs::write(dir.join("module").join("mount_tag"), b"other").unwrap();
+
+        assert!(on_9p(&dir, "hullshare"));
+        assert!(on_9p(&dir, "hullvol"));
+        assert!(!on_9p(&dir, "hullsha"));
+        assert!(!on_9p(&dir, "other"), "only virtio* entries are devices");
+        assert!(!on_9p(&dir.join("missing"), "hullshare"));
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -162,6 +162,8 @@ fn run(agent_start_ns: u64) -> Result<Infallible> {
     sys::block_sigchld().ctx(|| "blocking SIGCHLD".into())?;
     let port = channel::open_port(AGENT_PORT_NAME, PORT_POLL, PORT_TIMEOUT)?;
     let reader = port.try_clone().ctx(|| "duplicating the port fd".into())?;
+    // Before the first read: see HostWait.
+    let host = channel::HostWait::new(&reader);
     let chan = Arc::new(channel::Channel::new(port));
     let agent = Arc::new(agent::Agent::new(chan, agent_start_ns, sys::boottime_ns()));
     reaper::start(agent.clone())?;
@@ -170,5 +172,5 @@ fn run(agent_start_ns: u64) -> Result<Infallible> {
         sys::boottime_ns() / 1_000_000,
         agent_start_ns / 1_000_000
     );
-    agent.serve(FrameReader::new(reader))
+    agent.serve(FrameReader::new(reader), &host)
 }

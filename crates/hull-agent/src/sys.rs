@@ -220,3 +220,80 @@ pub fn setdomainname(name: &str) -> nix::Result<()> {
     // SAFETY: the pointer and length describe `name`'s bytes, valid for the call.
     Errno::result(unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) }).map(drop)
 }
+
+/// RNDADDENTROPY, `_IOW('R', 0x03, int[2])`: its argument is a `struct rand_pool_info`.
+const RNDADDENTROPY: libc::c_ulong = libc::_IOW::<[libc::c_int; 2]>(b'R' as u32, 0x03);
+/// RNDRESEEDCRNG, `_IO('R', 0x07)` (Linux 4.17+).
+const RNDRESEEDCRNG: libc::c_ulong = libc::_IO(b'R' as u32, 0x07);
+
+/// `struct rand_pool_info` for `bytes` as 32-bit words: `entropy_count` (bits credited, all of
+/// them), `buf_size` (bytes), then the bytes, the last word padded with zeros.
+fn rand_pool_info(bytes: &[u8]) -> nix::Result<Vec<u32>> {
+    let len = libc::c_int::try_from(bytes.len()).map_err(|_| Errno::E2BIG)?;
+    let bits = len.checked_mul(8).ok_or(Errno::E2BIG)?;
+    let mut info = Vec::with_capacity(2 + bytes.len().div_ceil(4));
+    info.push(bits as u32);
+    info.push(len as u32);
+    info.extend(bytes.chunks(4).map(|c| {
+        let mut word = [0u8; 4];
+        word[..c.len()].copy_from_slice(c);
+        u32::from_ne_bytes(word)
+    }));
+    Ok(info)
+}
+
+/// RNDADDENTROPY on a random device: mixes `bytes` into the kernel's input pool and credits
+/// them as entropy (8 bits a byte). Needs CAP_SYS_ADMIN.
+pub fn add_entropy(random: BorrowedFd<'_>, bytes: &[u8]) -> nix::Result<()> {
+    let info = rand_pool_info(bytes)?;
+    // SAFETY: RNDADDENTROPY reads a `rand_pool_info` (two ints, then `buf_size` bytes) through
+    // the pointer; `info` holds all of it, aligned for u32/int, and lives for the call.
+    Errno::result(unsafe { libc::ioctl(random.as_raw_fd(), RNDADDENTROPY, info.as_ptr()) })
+        .map(drop)
+}
+
+/// RNDRESEEDCRNG on a random device: reseeds the kernel's CRNG from the input pool now, rather
+/// than at its next periodic reseed. Needs CAP_SYS_ADMIN; ENODATA before the CRNG is ready.
+pub fn reseed_crng(random: BorrowedFd<'_>) -> nix::Result<()> {
+    // SAFETY: RNDRESEEDCRNG takes no argument and touches no memory of ours.
+    Errno::result(unsafe { libc::ioctl(random.as_raw_fd(), RNDRESEEDCRNG) }).map(drop)
+}
+
+/// clock_settime(CLOCK_REALTIME) to `unix_time_ns` nanoseconds since the epoch.
+pub fn set_realtime_ns(unix_time_ns: u64) -> nix::Result<()> {
+    let secs = libc::time_t::try_from(unix_time_ns / 1_000_000_000).map_err(|_| Errno::EINVAL)?;
+    let nanos = (unix_time_ns % 1_000_000_000) as libc::c_long;
+    let ts = nix::sys::time::TimeSpec::new(secs, nanos);
+    nix::time::clock_settime(nix::time::ClockId::CLOCK_REALTIME, ts)
+}
+
+/// CLOCK_REALTIME in nanoseconds since the epoch (0 before it).
+pub fn realtime_ns() -> u64 {
+    match nix::time::clock_gettime(nix::time::ClockId::CLOCK_REALTIME) {
+        Ok(ts) => (ts.tv_sec().max(0) as u64) * 1_000_000_000 + ts.tv_nsec() as u64,
+        Err(_) => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_ioctl_numbers_match_linux() {
+        // <linux/random.h> on x86_64 and arm64.
+        assert_eq!(RNDADDENTROPY, 0x4008_5203);
+        assert_eq!(RNDRESEEDCRNG, 0x5207);
+    }
+
+    #[test]
+    fn rand_pool_info_credits_every_byte_and_pads_the_last_word() {
+        let bytes: Vec<u8> = (1..=6).collect();
+        let info = rand_pool_info(&bytes).unwrap();
+        assert_eq!(info[..2], [48, 6]);
+        assert_eq!(info.len(), 4);
+        let buf: Vec<u8> = info[2..].iter().flat_map(|w| w.to_ne_bytes()).collect();
+        assert_eq!(buf, [1, 2, 3, 4, 5, 6, 0, 0]);
+        assert_eq!(rand_pool_info(&[]).unwrap(), [0, 0]);
+    }
+}

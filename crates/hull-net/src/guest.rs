@@ -1,6 +1,7 @@
 //! Guest side: the agent (PID 1 in the VM) gives each virtio-net device the identity of the
 //! host interface it stands for. The device is found by MAC (the monitor gave QEMU the veth's
-//! MAC), renamed to the host name, given the MTU and addresses, set up; then the routes are
+//! MAC; a VM restored from a template has the template's MAC, `device_mac`, and gets the veth's),
+//! renamed to the host name, given the MTU and addresses, set up; then the routes are
 //! added in order. IPv6 addresses skip duplicate address detection (`IFA_F_NODAD`) so they
 //! are usable at once; link-local addresses are left to the guest kernel.
 
@@ -19,7 +20,7 @@ use netlink_packet_route::route::{
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use crate::link::{self, Link, LinkChange};
-use crate::mac::parse_mac;
+use crate::mac::{format_mac, parse_mac};
 use crate::nl::Netlink;
 use crate::NetError;
 
@@ -58,27 +59,54 @@ pub fn configure(cfg: &NetworkConfig) -> Result<(), NetError> {
     Ok(())
 }
 
-/// Finds the link with the interface's MAC and configures it; returns its index.
+/// Finds the interface's link and configures it; returns its index. The link is the one with
+/// `device_mac` when the interface has one (a VM restored from a template: the device still has
+/// the template's MAC), which then gets `mac`; else the one with `mac`. A link that already got
+/// `mac` (configured before) is accepted too.
 fn configure_interface(
     nl: &mut Netlink,
     links: &[Link],
     iface: &NetInterface,
 ) -> Result<u32, NetError> {
-    let mac_err = |mac: &str| NetError::MacNotFound {
-        mac: mac.to_owned(),
-        name: iface.name.clone(),
+    let parse = |text: &String| {
+        parse_mac(text).ok_or_else(|| NetError::InvalidMac {
+            mac: text.clone(),
+            name: iface.name.clone(),
+        })
     };
-    let mac = parse_mac(&iface.mac).ok_or_else(|| NetError::InvalidMac {
-        mac: iface.mac.clone(),
-        name: iface.name.clone(),
-    })?;
-    let link = links
-        .iter()
-        .find(|l| l.mac == Some(mac))
-        .ok_or_else(|| mac_err(&iface.mac))?;
+    let mac = parse(&iface.mac)?;
+    let device_mac = iface.device_mac.as_ref().map(parse).transpose()?;
+    let by_mac = |m: [u8; 6]| links.iter().find(|l| l.mac == Some(m));
+    let link = device_mac
+        .and_then(by_mac)
+        .or_else(|| by_mac(mac))
+        .ok_or_else(|| NetError::MacNotFound {
+            mac: match &iface.device_mac {
+                Some(device) => format!("{device} or {}", iface.mac),
+                None => iface.mac.clone(),
+            },
+            name: iface.name.clone(),
+        })?;
     let err = |op: String| move |e| NetError::iface(&iface.name, op, e);
+    let mut up = link.up;
+    if link.mac != Some(mac) {
+        if up {
+            link::set(nl, link.index, &down()).map_err(err("set down".into()))?;
+            up = false;
+        }
+        let address = LinkChange {
+            address: Some(mac),
+            ..LinkChange::default()
+        };
+        let op = format!(
+            "change MAC {} to {}",
+            link.mac.as_ref().map(format_mac).unwrap_or_default(),
+            iface.mac
+        );
+        link::set(nl, link.index, &address).map_err(err(op))?;
+    }
     if link.name != iface.name {
-        if link.up {
+        if up {
             link::set(nl, link.index, &down()).map_err(err("set down".into()))?;
         }
         let rename = LinkChange {

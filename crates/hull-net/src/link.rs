@@ -86,6 +86,8 @@ pub(crate) struct LinkChange<'a> {
     pub up: Option<bool>,
     pub mtu: Option<u32>,
     pub name: Option<&'a str>,
+    /// The link-layer (MAC) address; most drivers want the link down for it.
+    pub address: Option<[u8; 6]>,
 }
 
 /// Applies `change` to the link with `index` (RTM_SETLINK).
@@ -103,6 +105,9 @@ pub(crate) fn set(nl: &mut Netlink, index: u32, change: &LinkChange<'_>) -> io::
     }
     if let Some(name) = change.name {
         msg.attributes.push(LinkAttribute::IfName(name.to_owned()));
+    }
+    if let Some(mac) = change.address {
+        msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
     }
     nl.ack(RouteNetlinkMessage::SetLink(msg), 0)
 }

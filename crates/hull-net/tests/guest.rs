@@ -118,6 +118,62 @@ fn configure_renames_and_configures_the_link_with_that_mac() {
 }
 
 #[test]
+fn configure_finds_a_restored_device_by_its_device_mac_and_gives_it_the_mac() {
+    let ns = NetNs::new("guestdev");
+    // A clone of a template: the device has the template's placeholder MAC, and is up.
+    veth(&ns, "virt0", "02:00:00:00:ff:01");
+    ns.ip(&["link", "set", "virt0", "up"]);
+    veth(&ns, "other0", "02:00:00:00:0a:02");
+    let mut cfg = config();
+    cfg.interfaces[0].device_mac = Some("02:00:00:00:FF:01".into());
+
+    ns.run(|| guest::configure(&cfg)).expect("configure");
+    // Again: the device now has `mac`, which is found instead.
+    ns.run(|| guest::configure(&cfg)).expect("configure again");
+
+    assert!(ns.link("virt0").is_none());
+    let link = ns.link("eth0").expect("renamed to eth0");
+    assert_eq!(link["address"], "02:00:00:00:0a:01");
+    assert_eq!(link["mtu"], 1400);
+    assert!(array(&link["flags"]).iter().any(|f| f == "UP"), "{link}");
+    let other = ns.link("other0").expect("the other link is untouched");
+    assert_eq!(other["address"], "02:00:00:00:0a:02");
+    assert!(addresses(&ns, "eth0").contains(&"10.88.0.5/16".to_owned()));
+    let routes = ns.ip_json(&["route", "show", "dev", "eth0"]);
+    assert_eq!(find_route(&routes, "default")["gateway"], "10.88.0.1");
+}
+
+#[test]
+fn configure_names_both_macs_when_neither_is_found() {
+    let ns = NetNs::new("guestdevmac");
+    veth(&ns, "virt0", "02:00:00:00:ff:01");
+    let mut cfg = config();
+    cfg.interfaces[0].device_mac = Some("02:00:00:00:ff:09".into());
+
+    let err = ns.run(|| guest::configure(&cfg)).expect_err("no such MAC");
+
+    assert!(matches!(err, NetError::MacNotFound { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("02:00:00:00:ff:09")
+            && text.contains("02:00:00:00:0A:01")
+            && text.contains("eth0"),
+        "{text}"
+    );
+    let link = ns.link("virt0").expect("nothing was renamed");
+    assert_eq!(
+        link["address"], "02:00:00:00:ff:01",
+        "nor given another MAC"
+    );
+
+    cfg.interfaces[0].device_mac = Some("02:00:00:00:ff".into());
+    let err = ns
+        .run(|| guest::configure(&cfg))
+        .expect_err("malformed device MAC");
+    assert!(matches!(err, NetError::InvalidMac { .. }), "{err:?}");
+}
+
+#[test]
 fn configure_names_an_unknown_mac_and_its_interface() {
     let ns = NetNs::new("guestmac");
     veth(&ns, "virt0", "02:00:00:00:0a:01");
