@@ -52,10 +52,7 @@ pub enum HostRequest {
     /// The VM was restored from a template (a copy of another VM's memory): mix `entropy`
     /// (fresh host randomness, at least 32 bytes) into the kernel's pool and reseed its CRNG,
     /// and set the realtime clock to `unix_time_ns`. Sent right after `Hello`. Reply: `Ok`.
-    Restored {
-        entropy: Vec<u8>,
-        unix_time_ns: u64,
-    },
+    Restored { entropy: Vec<u8>, unix_time_ns: u64 },
     /// Mount the shared files and prepare the container like runc's `create`: its init is set up
     /// in its namespaces and root (createContainer hooks run) and waits. Reply: `Ok` once it
     /// waits, or the set-up error.

@@ -68,15 +68,15 @@ pub fn build(
         Some(st) => died(&log, st.to_string()),
         None => e,
     })?;
-    // The clone's host connects anew: the agent waits for it as for a host that went away.
-    let _ = agent.shutdown(std::net::Shutdown::Both);
-    drop(agent);
+    // The host side stays connected: in the saved state the agent's port has its host, as it
+    // will in every clone (whose QEMU connects at start), so the agent just reads on.
     qmp.stop()?;
     qmp.ignore_shared_memory()?;
     qmp.migrate("exec:cat > state")?;
     qmp.wait_migration(SAVE_TIMEOUT, Duration::from_millis(5))?;
     let _ = qmp.quit();
     qemu.wait_or_kill(Duration::from_secs(3));
+    drop(agent);
     drop(taps);
     for leftover in ["agent.sock", "qmp.sock", "qemu.log"] {
         let _ = std::fs::remove_file(dir.join(leftover));

@@ -40,6 +40,9 @@ pub use build::build;
 /// `HULL_VM_TEMPLATE`: `on` (default) or `off`; the bundle's `org.hull.vm.template` wins.
 pub const ENV: &str = "HULL_VM_TEMPLATE";
 
+/// How templates are built and restored; part of the key (bump it when either changes).
+const FORMAT: &str = "hull-template-2";
+
 /// Directory of the templates under the state root.
 pub const DIR: &str = ".templates";
 
@@ -278,6 +281,7 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
 pub fn key(clone_cmd: &QemuCommand) -> String {
     let shape = shape(clone_cmd);
     let mut h = Sha256::new();
+    h.update(FORMAT.as_bytes());
     h.update(env!("CARGO_PKG_VERSION").as_bytes());
     for a in shape.args() {
         h.update(a.as_encoded_bytes());
