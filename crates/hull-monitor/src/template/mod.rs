@@ -10,7 +10,7 @@
 //! then `migrate-incoming` of the device state. The clone runs on from where the template's
 //! agent waited for its host; everything after `Hello` is a cold boot's.
 //!
-//! Layout under the state root: `.templates/<key>/{memory,state,meta.json}`, `<key>.lock`
+//! Layout under the state root (or `HULL_TEMPLATE_DIR`): `.templates/<key>/{memory,state,meta.json}`, `<key>.lock`
 //! (built under an exclusive lock, used under a shared one, so a rebuild never pulls a file
 //! from under a starting clone), `builds.log` (one line per build).
 //!
@@ -45,6 +45,18 @@ const FORMAT: &str = "hull-template-2";
 
 /// Directory of the templates under the state root.
 pub const DIR: &str = ".templates";
+
+/// `HULL_TEMPLATE_DIR`: where templates are kept instead of `<root>/.templates` (several state
+/// roots, e.g. podman's and containerd's, can share one set).
+pub const DIR_ENV: &str = "HULL_TEMPLATE_DIR";
+
+/// Where the templates of state root `root` are.
+pub fn base_dir(root: &Path) -> PathBuf {
+    match std::env::var_os(DIR_ENV) {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => root.join(DIR),
+    }
+}
 
 /// How this VM starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,8 +117,8 @@ pub struct Meta {
 }
 
 impl Template {
-    pub fn new(root: &Path, key: &str) -> Self {
-        let base = root.join(DIR);
+    /// Template `key` in the template directory `base` (see [`base_dir`]).
+    pub fn new(base: &Path, key: &str) -> Self {
         let dir = base.join(key);
         Self {
             key: key.to_owned(),
@@ -157,12 +169,12 @@ pub fn acquire(
     clone_cmd: &QemuCommand,
     build: impl FnOnce(&Path) -> Result<Meta, MonitorError>,
 ) -> Result<Lease, MonitorError> {
-    let t = Template::new(root, &key(clone_cmd));
+    let base = base_dir(root);
+    let t = Template::new(&base, &key(clone_cmd));
     let in_template = |e: MonitorError| MonitorError::Template {
         dir: t.dir.clone(),
         source: Box::new(e),
     };
-    let base = root.join(DIR);
     std::fs::create_dir_all(&base)
         .map_err(MonitorError::sys(format!("mkdir {}", base.display())))
         .map_err(in_template)?;
@@ -465,7 +477,7 @@ mod tests {
         });
         let e = e.err().expect("build fails");
         assert!(crate::error_chain(&e).contains("boom"));
-        let t = Template::new(&root, &key(&c));
+        let t = Template::new(&root.join(DIR), &key(&c));
         assert!(!t.dir.exists() && !t.dir.with_extension("build").exists());
         let _ = std::fs::remove_dir_all(&root);
     }
