@@ -2,6 +2,7 @@
 //! the client of both sockets, so they exist before the guest runs).
 
 use std::fs::File;
+use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::process::Stdio;
 use std::time::Duration;
@@ -42,7 +43,16 @@ impl Monitor {
             qcmd.binary.display(),
             qcmd.args()
         ));
-        let fds: Vec<_> = host.devices.iter().flat_map(|d| d.qemu_fds()).collect();
+        let mut fds: Vec<_> = host.devices.iter().flat_map(|d| d.qemu_fds()).collect();
+        // A clone reads its template's device state from an inherited descriptor (`fd:`).
+        let state =
+            match &lease {
+                Some(l) => Some(File::open(&l.template.state).map_err(MonitorError::sys(
+                    format!("open {}", l.template.state.display()),
+                ))?),
+                None => None,
+            };
+        fds.extend(state.as_ref().map(|f| f.as_raw_fd()));
         let mut qemu = spawn_qemu(&qcmd, &host.sd, &fds)?;
         self.timings.qemu_spawned_ms = self.ms();
 
@@ -56,8 +66,8 @@ impl Monitor {
         })?;
         self.timings.qmp_ready_ms = self.ms();
         let restored = lease.is_some();
-        if let Some(lease) = lease {
-            self.restore(&mut qmp, &mut qemu, host, lease)?;
+        if let (Some(lease), Some(state)) = (lease, state) {
+            self.restore(&mut qmp, &mut qemu, host, lease, state)?;
         }
         let what = "QEMU's agent channel connection";
         let agent_stream = self.accept(&agent_listener, &mut qemu, host, what)?;
@@ -123,9 +133,10 @@ impl Monitor {
         qemu: &mut ChildGuard,
         host: &Host,
         lease: Lease,
+        state_file: File,
     ) -> Result<(), MonitorError> {
         let state = lease.template.state.clone();
-        let uri = format!("exec:cat {}", shell_quote(&state.display().to_string()));
+        let uri = format!("fd:{}", state_file.as_raw_fd());
         let every = Duration::from_millis(1);
         let loaded = qmp
             .ignore_shared_memory()
@@ -138,6 +149,7 @@ impl Monitor {
         match loaded {
             Ok(()) => {
                 self.timings.restored_ms = self.ms();
+                drop(state_file);
                 Ok(())
             }
             Err(source) => {
@@ -280,18 +292,4 @@ fn spawn_qemu(
         .spawn()
         .map_err(MonitorError::sys(format!("start {}", q.binary.display())))?;
     Ok(ChildGuard::new("qemu", child))
-}
-
-/// `s` as one word for `/bin/sh` (QEMU runs `exec:` migration URIs with it).
-fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn shell_quote_keeps_one_word() {
-        assert_eq!(super::shell_quote("/run/a b"), "'/run/a b'");
-        assert_eq!(super::shell_quote("it's"), "'it'\\''s'");
-    }
 }
