@@ -9,4 +9,15 @@ cargo clippy -q --workspace --all-targets -- -D warnings
 cargo build -q --workspace --bins
 export HULL_GUEST_DIR=$PWD/$(scripts/build-guest.sh target/hull-guest)
 export HULL_BIN_DIR=$PWD/target/debug
-cargo test -q --workspace -- --test-threads="${HULL_TEST_THREADS:-2}" "$@"
+# VM templates: one template directory for the whole run (each test has its own state root; the
+# template tests use their own directories), emptied first so the run builds its own.
+export HULL_TEMPLATE_DIR=$PWD/target/hull-templates
+rm -rf "$HULL_TEMPLATE_DIR"
+threads=${HULL_TEST_THREADS:-2}
+# Every suite with templates (the default): VMs are clones, shares are virtio-9p.
+cargo test -q --workspace --no-fail-fast -- --test-threads="$threads" "$@"
+# The cold-boot subset: the runtime's run and lifecycle suites with templates off (virtio-fs).
+if [ $# -eq 0 ]; then
+  HULL_VM_TEMPLATE=off cargo test -q -p hull-runtime --test run --test lifecycle -- \
+    --test-threads="$threads"
+fi
