@@ -143,7 +143,8 @@ fn replace(file: &Path) {
 #[test]
 fn a_new_kernel_or_initramfs_gets_a_new_template() {
     let r = TemplateRoot::new();
-    let guest = guest_copy(r.root.path());
+    let scratch = tempfile::tempdir().unwrap();
+    let guest = guest_copy(scratch.path());
     let env = [("HULL_GUEST_DIR", guest.to_str().unwrap())];
     let b = Bundle::busybox(&["true"]);
     let (out, t) = r.run_with(&b, "a", &env);
@@ -161,7 +162,8 @@ fn a_new_kernel_or_initramfs_gets_a_new_template() {
     ok(&out);
     assert_eq!(vm_start(&t), "clone+build", "new kernel: {t}");
     assert_eq!(r.builds().len(), 3, "{:?}", r.builds());
-    assert_eq!(r.templates().len(), 3, "one template per kernel+initramfs");
+    // The templates of the replaced files are garbage: each build removed the previous one.
+    assert_eq!(r.templates().len(), 1, "{:?}", r.templates());
     r.root.assert_clean("new inputs");
 }
 
@@ -239,4 +241,39 @@ fn templates_off_boots_cold_with_virtio_fs() {
     assert_eq!(out.code, Some(3), "{out}");
     assert!(out.stderr_str().contains("HULL_VM_TEMPLATE"), "{out}");
     r.root.assert_clean("off");
+}
+
+#[test]
+fn a_template_that_cannot_be_restored_is_removed_and_the_vm_boots_instead() {
+    let r = TemplateRoot::new();
+    let b = Bundle::busybox(&["sh", "-c", "echo alive"]);
+    ok(&r.run(&b, "a").0);
+    let t = r.templates().pop().expect("a template");
+    // Consistent files (meta.json matches) but half a device state: only QEMU can tell.
+    let state = std::fs::read(t.join("state")).unwrap();
+    let half = &state[..state.len() / 2];
+    std::fs::write(t.join("state"), half).unwrap();
+    let sum = Command::new("sha256sum")
+        .arg(t.join("state"))
+        .output()
+        .expect("sha256sum (coreutils)");
+    let sum = String::from_utf8_lossy(&sum.stdout);
+    let meta_path = t.join("meta.json");
+    let mut meta: Value = serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
+    meta["state_bytes"] = half.len().into();
+    meta["state_sha256"] = sum.split_whitespace().next().unwrap().into();
+    std::fs::write(&meta_path, serde_json::to_vec(&meta).unwrap()).unwrap();
+
+    let (out, timings) = r.run(&b, "b");
+    ok(&out);
+    assert_eq!(out.stdout_str(), "alive\n");
+    assert_eq!(vm_start(&timings), "cold", "{timings}");
+    assert!(
+        !t.exists(),
+        "the template that failed to restore is removed"
+    );
+    let (out, timings) = r.run(&b, "c");
+    ok(&out);
+    assert_eq!(vm_start(&timings), "clone+build", "{timings}");
+    r.root.assert_clean("restore failure");
 }

@@ -67,7 +67,17 @@ impl Monitor {
         self.timings.qmp_ready_ms = self.ms();
         let restored = lease.is_some();
         if let (Some(lease), Some(state)) = (lease, state) {
-            self.restore(&mut qmp, &mut qemu, host, lease, state)?;
+            if let Err(e) = self.restore(&mut qmp, &mut qemu, host, lease, state) {
+                // The template is gone (restore removed it); this VM boots instead.
+                notice(&format!(
+                    "hull: restoring the VM from its template failed, booting instead: {}",
+                    super::error_chain(&e)
+                ));
+                qemu.kill();
+                drop((qmp, agent_listener, qmp_listener));
+                host.start = Start::ColdBoot("restoring the template failed".into());
+                return self.start_vmm(host);
+            }
         }
         let what = "QEMU's agent channel connection";
         let agent_stream = self.accept(&agent_listener, &mut qemu, host, what)?;
@@ -111,14 +121,10 @@ impl Monitor {
                 Some(lease)
             }
             Err(e) => {
-                let notice = format!(
+                notice(&format!(
                     "hull: no VM template, booting instead: {}",
                     super::error_chain(&e)
-                );
-                log::error(&notice);
-                if std::io::stderr().is_terminal() {
-                    eprintln!("{notice}");
-                }
+                ));
                 self.timings.vm_start = "cold".into();
                 None
             }
@@ -266,6 +272,14 @@ impl Monitor {
             }
         }
         cmdline
+    }
+}
+
+/// A notice for the log, and for the user on a terminal.
+fn notice(text: &str) {
+    log::error(text);
+    if std::io::stderr().is_terminal() {
+        eprintln!("{text}");
     }
 }
 

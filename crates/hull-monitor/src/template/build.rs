@@ -92,6 +92,7 @@ pub fn build(
         state_bytes: state.len() as u64,
         state_sha256: sha256_hex(&state),
         build_ms: t0.elapsed().as_millis() as u64,
+        inputs: Vec::new(),
     })
 }
 

@@ -114,6 +114,10 @@ pub struct Meta {
     pub state_bytes: u64,
     pub state_sha256: String,
     pub build_ms: u64,
+    /// Identity of the QEMU binary, kernel and initramfs it was built from (see [`inputs`]):
+    /// once one of those files changes, the template is garbage.
+    #[serde(default)]
+    pub inputs: Vec<String>,
 }
 
 impl Template {
@@ -201,7 +205,7 @@ pub fn acquire(
                 "VM template {}: building ({why})",
                 t.dir.display()
             ));
-            let meta = rebuild(&t, build).map_err(in_template)?;
+            let meta = rebuild(&t, clone_cmd, build).map_err(in_template)?;
             Some(meta.build_ms)
         }
     };
@@ -224,8 +228,12 @@ pub fn discard(lease: Lease) {
 /// Builds into `<key>.build`, then moves it in place (under the exclusive lock).
 fn rebuild(
     t: &Template,
+    clone_cmd: &QemuCommand,
     build: impl FnOnce(&Path) -> Result<Meta, MonitorError>,
 ) -> Result<Meta, MonitorError> {
+    if let Some(base) = t.dir.parent() {
+        collect_garbage(base, &t.key);
+    }
     let work = t.dir.with_extension("build");
     let _ = std::fs::remove_dir_all(&work);
     let _ = std::fs::remove_dir_all(&t.dir);
@@ -240,6 +248,7 @@ fn rebuild(
     };
     let meta = Meta {
         key: t.key.clone(),
+        inputs: inputs(clone_cmd),
         ..meta
     };
     let json = serde_json::to_vec_pretty(&meta).expect("meta serializes");
@@ -265,6 +274,45 @@ fn rebuild(
         let _ = f.write_all(line.as_bytes());
     }
     Ok(meta)
+}
+
+/// Removes the templates (other than `keep`) built from a QEMU binary, kernel or initramfs
+/// that has changed since; a template in use (its lock held) is left for a later build.
+fn collect_garbage(base: &Path, keep: &str) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let key = e.file_name().to_string_lossy().into_owned();
+        if key == keep || !e.path().is_dir() || key.ends_with(".build") {
+            continue;
+        }
+        let t = Template::new(base, &key);
+        let Some(meta) = std::fs::read(&t.meta)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Meta>(&b).ok())
+        else {
+            continue;
+        };
+        let stale = meta.inputs.iter().any(|recorded| {
+            let path = recorded.split(' ').next().unwrap_or_default();
+            file_identity(Path::new(path)) != *recorded
+        });
+        if !stale {
+            continue;
+        }
+        let Ok(lock) = OpenOptions::new().write(true).open(&t.lock) else {
+            continue;
+        };
+        if flock(&lock, libc::LOCK_EX | libc::LOCK_NB).is_ok() {
+            crate::log::info(&format!(
+                "VM template {}: inputs changed, removed",
+                t.dir.display()
+            ));
+            let _ = std::fs::remove_dir_all(&t.dir);
+            let _ = std::fs::remove_file(&t.lock);
+        }
+    }
 }
 
 fn flock(f: &File, op: libc::c_int) -> Result<(), MonitorError> {
@@ -299,8 +347,8 @@ pub fn key(clone_cmd: &QemuCommand) -> String {
         h.update(a.as_encoded_bytes());
         h.update([0]);
     }
-    for f in [&clone_cmd.binary, &clone_cmd.kernel, &clone_cmd.initrd] {
-        h.update(file_identity(f).as_bytes());
+    for f in inputs(clone_cmd) {
+        h.update(f.as_bytes());
         h.update([0]);
     }
     h.finalize()[..12]
@@ -313,6 +361,14 @@ pub fn key(clone_cmd: &QemuCommand) -> String {
 fn shape(c: &QemuCommand) -> QemuCommand {
     let mut s = c.clone();
     s.name = String::new();
+    // The host TSC frequency measured under TCG varies by a few kHz from probe to probe; the
+    // clone does not boot, so its kernel command line only has to be the template's otherwise.
+    s.kernel_cmdline = c
+        .kernel_cmdline
+        .split(' ')
+        .filter(|w| !w.starts_with("tsc_early_khz="))
+        .collect::<Vec<_>>()
+        .join(" ");
     s.memory = Memory::File {
         path: PathBuf::new(),
         share: false,
@@ -326,6 +382,14 @@ fn shape(c: &QemuCommand) -> QemuCommand {
         }
     }
     s
+}
+
+/// The identities of the files QEMU loads.
+fn inputs(c: &QemuCommand) -> Vec<String> {
+    [&c.binary, &c.kernel, &c.initrd]
+        .iter()
+        .map(|f| file_identity(f))
+        .collect()
 }
 
 /// Path, size, mtime and inode: a replaced or rebuilt file is another identity.
@@ -401,6 +465,14 @@ mod tests {
         let mut c = a.clone();
         c.vcpus = 2;
         assert_ne!(key(&a), key(&c));
+        // The measured TSC frequency is not part of the shape; the rest of the command line is.
+        let mut x = a.clone();
+        x.kernel_cmdline = "quiet tsc_early_khz=2999".into();
+        let mut y = a.clone();
+        y.kernel_cmdline = "quiet tsc_early_khz=3001".into();
+        assert_eq!(key(&x), key(&y));
+        y.kernel_cmdline = "hull.debug tsc_early_khz=3001".into();
+        assert_ne!(key(&x), key(&y));
         // A new kernel (same path) is another template.
         let before = key(&a);
         std::thread::sleep(std::time::Duration::from_millis(10));
@@ -430,6 +502,7 @@ mod tests {
                 state_bytes: 12,
                 state_sha256: sha256_hex(b"device state"),
                 build_ms: 1,
+                inputs: Vec::new(),
             })
         }
     }
