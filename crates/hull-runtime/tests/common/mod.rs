@@ -103,6 +103,9 @@ pub fn processes_mentioning(needle: &Path) -> Vec<u32> {
         })
         .filter(|pid| hull_testkit::wait::pid_alive(*pid as i32))
         .flat_map(|pid| std::iter::once(pid).chain(children(pid)))
+        // A child may mention the root itself (a clone's QEMU names its template's memory file).
+        .collect::<std::collections::BTreeSet<u32>>()
+        .into_iter()
         .collect()
 }
 
