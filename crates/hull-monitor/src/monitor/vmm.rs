@@ -104,7 +104,9 @@ impl Monitor {
             return None;
         }
         let boot = super::boot::boot_timeout(host.accel.accel);
-        match template::acquire(&self.opts.root, q, |dir| template::build(dir, q, boot)) {
+        match template::acquire(&template::base_dir(&self.opts.root), q, |dir| {
+            template::build(dir, q, boot)
+        }) {
             Ok(lease) => {
                 q.memory = Memory::File {
                     path: lease.template.memory.clone(),

@@ -166,20 +166,19 @@ pub struct Lease {
     pub built_ms: Option<u64>,
 }
 
-/// The template for `clone_cmd`, built by `build` (into the directory it is given) when there
+/// The template for `clone_cmd` in the template directory `base` ([`base_dir`]), built by `build` (into the directory it is given) when there
 /// is none or it is damaged. Concurrent first starts build it once.
 pub fn acquire(
-    root: &Path,
+    base: &Path,
     clone_cmd: &QemuCommand,
     build: impl FnOnce(&Path) -> Result<Meta, MonitorError>,
 ) -> Result<Lease, MonitorError> {
-    let base = base_dir(root);
-    let t = Template::new(&base, &key(clone_cmd));
+    let t = Template::new(base, &key(clone_cmd));
     let in_template = |e: MonitorError| MonitorError::Template {
         dir: t.dir.clone(),
         source: Box::new(e),
     };
-    std::fs::create_dir_all(&base)
+    std::fs::create_dir_all(base)
         .map_err(MonitorError::sys(format!("mkdir {}", base.display())))
         .map_err(in_template)?;
     let lock = OpenOptions::new()
@@ -511,13 +510,15 @@ mod tests {
     fn a_damaged_template_is_rebuilt_and_a_good_one_reused() {
         let root = tempdir();
         let c = cmd(&root);
-        let lease = acquire(&root, &c, fake_build(1)).unwrap();
+        let lease = acquire(&root.join(DIR), &c, fake_build(1)).unwrap();
         assert!(lease.built_ms.is_some());
         let t = lease.template.clone();
         drop(lease);
-        let lease = acquire(&root, &c, |_: &Path| -> Result<Meta, MonitorError> {
-            panic!("must not rebuild a good template")
-        })
+        let lease = acquire(
+            &root.join(DIR),
+            &c,
+            |_: &Path| -> Result<Meta, MonitorError> { panic!("must not rebuild a good template") },
+        )
         .unwrap();
         assert!(lease.built_ms.is_none());
         drop(lease);
@@ -529,7 +530,7 @@ mod tests {
             .set_len(4096)
             .unwrap();
         assert!(t.check(1).unwrap_err().contains("memory file"));
-        let lease = acquire(&root, &c, fake_build(1)).unwrap();
+        let lease = acquire(&root.join(DIR), &c, fake_build(1)).unwrap();
         assert!(lease.built_ms.is_some());
         drop(lease);
         // Damaged state file: detected.
@@ -544,7 +545,7 @@ mod tests {
     fn a_failed_build_leaves_nothing() {
         let root = tempdir();
         let c = cmd(&root);
-        let e = acquire(&root, &c, |dir: &Path| {
+        let e = acquire(&root.join(DIR), &c, |dir: &Path| {
             std::fs::write(dir.join("memory"), b"partial").unwrap();
             Err(MonitorError::Agent("boom".into()))
         });
