@@ -178,9 +178,7 @@ pub fn acquire(
         dir: t.dir.clone(),
         source: Box::new(e),
     };
-    std::fs::create_dir_all(base)
-        .map_err(MonitorError::sys(format!("mkdir {}", base.display())))
-        .map_err(in_template)?;
+    create_private_dir(base).map_err(in_template)?;
     let lock = OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -214,6 +212,14 @@ pub fn acquire(
         template: t,
         built_ms,
     })
+}
+
+/// Creates `dir` readable by its owner only: a template's memory is a guest's RAM.
+fn create_private_dir(dir: &Path) -> Result<(), MonitorError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)
+        .and_then(|_| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
+        .map_err(MonitorError::sys(format!("mkdir {}", dir.display())))
 }
 
 /// Removes a template (a clone could not be restored from it); the next start rebuilds it.
@@ -513,6 +519,11 @@ mod tests {
         let lease = acquire(&root.join(DIR), &c, fake_build(1)).unwrap();
         assert!(lease.built_ms.is_some());
         let t = lease.template.clone();
+        let mode = std::fs::metadata(root.join(DIR)).unwrap().permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o700
+        );
         drop(lease);
         let lease = acquire(
             &root.join(DIR),
