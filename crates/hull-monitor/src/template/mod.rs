@@ -214,11 +214,14 @@ pub fn acquire(
     })
 }
 
-/// Creates `dir` readable by its owner only: a template's memory is a guest's RAM.
+/// Creates `dir` (if missing) readable by its owner only: a template's memory is a guest's
+/// RAM. An existing directory is left as it is (`HULL_TEMPLATE_DIR` may name one).
 fn create_private_dir(dir: &Path) -> Result<(), MonitorError> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(dir)
-        .and_then(|_| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
         .map_err(MonitorError::sys(format!("mkdir {}", dir.display())))
 }
 
