@@ -103,14 +103,21 @@ pub fn write_initramfs(path: &Path) -> Result<()> {
 
 /// The QEMU arguments of a hull VM turned into a bare boot: same binary, machine, accelerator,
 /// CPU, memory, kernel and kernel command line, but `initrd` instead of the agent's, and no
-/// chardevs, devices or QMP monitor.
+/// chardevs, devices, 9p exports or QMP monitor. A template clone's command line boots too: no
+/// `-incoming`, and its RAM from a memfd as a cold boot's instead of the template's file.
 pub fn bare_args(hull_args: &[String], initrd: &Path) -> Vec<String> {
     let mut out = Vec::new();
     let mut it = hull_args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "-chardev" | "-device" | "-mon" => {
+            "-chardev" | "-device" | "-mon" | "-fsdev" | "-incoming" => {
                 it.next();
+            }
+            "-object" => {
+                out.push(a.clone());
+                if let Some(v) = it.next() {
+                    out.push(memfd_backend(v));
+                }
             }
             "-initrd" => {
                 it.next();
@@ -126,6 +133,19 @@ pub fn bare_args(hull_args: &[String], initrd: &Path) -> Vec<String> {
         }
     }
     out
+}
+
+/// `memory-backend-file,id=I,size=S,mem-path=P,share=X` as `memory-backend-memfd,id=I,size=S,
+/// share=on`; any other object as it is.
+fn memfd_backend(obj: &str) -> String {
+    let Some(rest) = obj.strip_prefix("memory-backend-file,") else {
+        return obj.to_string();
+    };
+    let keep: Vec<&str> = rest
+        .split(',')
+        .filter(|kv| !kv.starts_with("mem-path=") && !kv.starts_with("share="))
+        .collect();
+    format!("memory-backend-memfd,{},share=on", keep.join(","))
 }
 
 #[cfg(test)]
@@ -196,5 +216,37 @@ mod tests {
                 "-no-reboot"
             ]
         );
+    }
+
+    #[test]
+    fn a_clone_command_line_becomes_a_boot() {
+        let clone: Vec<String> = [
+            "-machine",
+            "microvm,memory-backend=mem",
+            "-object",
+            "memory-backend-file,id=mem,size=256M,mem-path=/r/.templates/k/memory,share=off",
+            "-fsdev",
+            "local,id=fs0,path=share,security_model=passthrough,multidevs=remap",
+            "-device",
+            "virtio-9p-device,fsdev=fs0,mount_tag=hullshare",
+            "-incoming",
+            "defer",
+            "-nodefaults",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(
+            bare_args(&clone, Path::new("/t/bare.cpio")),
+            [
+                "-machine",
+                "microvm,memory-backend=mem",
+                "-object",
+                "memory-backend-memfd,id=mem,size=256M,share=on",
+                "-nodefaults"
+            ]
+        );
+        let memfd = "memory-backend-memfd,id=mem,size=256M,share=on";
+        assert_eq!(memfd_backend(memfd), memfd);
     }
 }

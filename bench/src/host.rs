@@ -26,6 +26,9 @@ pub struct Header {
     /// QEMU processes on the host that are not the harness's when it started: shared pages
     /// (QEMU binary, libraries) are split with them in PSS, and they compete for the CPUs.
     pub other_qemus: usize,
+    /// Where the harness's state roots (and so the templates' RAM files) are.
+    pub state_parent: PathBuf,
+    pub state_tmpfs: bool,
 }
 
 impl Header {
@@ -44,6 +47,8 @@ impl Header {
             "tcg_tb_size_mib": self.tb_size_mib,
             "load_at_start": self.load_at_start,
             "other_qemus": self.other_qemus,
+            "state_roots_in": self.state_parent,
+            "state_roots_on_tmpfs": self.state_tmpfs,
         })
     }
 }

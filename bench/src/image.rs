@@ -523,8 +523,20 @@ fn demo_bundle(ctx: &Ctx, archive: &Path, bundle: &Path) -> Result<()> {
     Ok(())
 }
 
-fn hull_run(ctx: &Ctx, hull: &Path, root: &Path, network: Option<&str>, tag: &str) -> Result<f64> {
+/// `hull run --rm [--network N] hull-demo true`, its VM templates in `templates` if given
+/// (`HULL_TEMPLATE_DIR`).
+fn hull_run(
+    ctx: &Ctx,
+    hull: &Path,
+    root: &Path,
+    templates: Option<&Path>,
+    network: Option<&str>,
+    tag: &str,
+) -> Result<f64> {
     let mut c = hull_cmd(ctx, hull, root);
+    if let Some(t) = templates {
+        c.env("HULL_TEMPLATE_DIR", t);
+    }
     c.args(["run", "--rm"]);
     if let Some(n) = network {
         c.args(["--network", n]);
@@ -647,19 +659,43 @@ pub fn run(ctx: &Ctx, runs: usize, failures: &mut Failures) -> Result<Image> {
     let bundle = Scratch::new("hbdb")?;
     demo_bundle(ctx, &archive, bundle.path())?;
     let state = StateRoot::new()?;
+    // `hull run`'s state root is below the hull root (in /tmp, with the image store): its VM
+    // templates go on tmpfs like those of (a)'s state root, unless HULL_TEMPLATE_DIR is given.
+    // The warm-up round builds them.
+    let templates = std::env::var_os("HULL_TEMPLATE_DIR")
+        .is_none()
+        .then(|| state.path().join("hull-run-templates"));
     for i in 0..=runs {
         let round = round_name(i, runs);
         let a = failures.record(
             &format!("image ttw (a) hull-runtime run, round {round}"),
-            ttw::hull(ctx, &state, bundle.path(), &format!("img{i}")).map(|x| x.0),
+            ttw::hull(ctx, &state, bundle.path(), &format!("img{i}")).map(|(ms, t)| {
+                let start = t.get("vm_start").and_then(|v| v.as_str()).unwrap_or("?");
+                eprintln!("hull-bench: image ttw (a) round {round}: vm_start {start}");
+                ms
+            }),
         )?;
         let b = failures.record(
             &format!("image ttw (b) hull run --network none, round {round}"),
-            hull_run(ctx, &hull, hull_root.path(), Some("none"), &format!("n{i}")),
+            hull_run(
+                ctx,
+                &hull,
+                hull_root.path(),
+                templates.as_deref(),
+                Some("none"),
+                &format!("n{i}"),
+            ),
         )?;
         let c = failures.record(
             &format!("image ttw (c) hull run, round {round}"),
-            hull_run(ctx, &hull, hull_root.path(), None, &format!("u{i}")),
+            hull_run(
+                ctx,
+                &hull,
+                hull_root.path(),
+                templates.as_deref(),
+                None,
+                &format!("u{i}"),
+            ),
         )?;
         eprintln!(
             "hull-bench: image time-to-workload {round}: hull-runtime {}, hull run --network none {}, hull run {}",

@@ -1,9 +1,12 @@
 //! Shared-fs I/O: sequential write (`conv=fsync`) then read of a 256 MiB file with `dd`, inside
-//! the guest on the rootfs share and on a bind mount, and on the host for comparison.
+//! the guest on the rootfs share and on a bind mount, and on the host for comparison; then the
+//! latency of exec'ing a binary from each share (`EXECS` × `busybox true` in a loop, after
+//! dropping the guest's page cache). Side by side for the two transports: virtio-9p (QEMU's own
+//! 9p server, in template clones) and virtio-fs (virtiofsd, in cold boots).
 //!
 //! In the guest the page cache is dropped between write and read, so the read goes through
-//! virtio-fs to virtiofsd, which reads from the host page cache; the host's own read is
-//! therefore also from its page cache (the harness never drops the host's caches).
+//! the share to QEMU's 9p server or virtiofsd, which read from the host page cache; the host's
+//! own read is therefore also from its page cache (the harness never drops the host's caches).
 //! busybox `dd` prints no throughput, so the guest wraps it in busybox `time` and the figure is
 //! 256 MiB / elapsed; GNU `dd` on the host prints its own.
 
@@ -14,32 +17,44 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 
-use crate::hull::{Container, StateRoot};
+use crate::hull::{Container, StateRoot, VmStart};
 use crate::procs;
 use crate::Ctx;
 
 pub const MIB: u64 = 256;
+/// Execs per exec-latency loop.
+pub const EXECS: u32 = 200;
 
-/// MiB/s of the four transfers.
+/// MiB/s of the four transfers, ms per exec from each share.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Io {
     pub rootfs_write: f64,
     pub rootfs_read: f64,
     pub bind_write: f64,
     pub bind_read: f64,
+    pub rootfs_exec_ms: f64,
+    pub bind_exec_ms: f64,
 }
 
-/// The container's script: `@@ <share> <write|read>` markers, then what `time dd` printed.
+/// The container's script: `@@ <share> <write|read|exec>` markers, then what `time` printed.
+/// The exec loop runs `busybox true` by path (the shell execs it: no applet shortcut for a
+/// path) from the rootfs (`/bin/busybox`) and from a copy on the bind mount, the guest's page
+/// cache dropped first.
 pub fn guest_script() -> String {
     format!(
         "exec 2>&1; set -e\n\
-         for t in rootfs:/ddtest bind:/data/ddtest; do\n\
-           n=${{t%%:*}}; f=${{t#*:}}\n\
+         cp /bin/busybox /data/busybox\n\
+         for t in rootfs:/ddtest:/bin/busybox bind:/data/ddtest:/data/busybox; do\n\
+           n=${{t%%:*}}; r=${{t#*:}}; f=${{r%%:*}}; b=${{r#*:}}\n\
            echo \"@@ $n write\"; time dd if=/dev/zero of=$f bs=1M count={MIB} conv=fsync\n\
            echo 3 > /proc/sys/vm/drop_caches\n\
            echo \"@@ $n read\"; time dd if=$f of=/dev/null bs=1M\n\
            rm -f $f\n\
-         done\n"
+           echo 3 > /proc/sys/vm/drop_caches\n\
+           echo \"@@ $n exec\"\n\
+           time sh -c 'i=0; while [ $i -lt {EXECS} ]; do \"$0\" true; i=$((i+1)); done' $b\n\
+         done\n\
+         rm -f /data/busybox\n"
     )
 }
 
@@ -96,26 +111,44 @@ pub fn parse_guest(out: &str) -> Result<Io> {
             body.push('\n');
         }
     }
-    let get = |name: &str| -> Result<f64> {
-        let body = sections
+    let section = |name: &str| -> Result<&str> {
+        sections
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, b)| b.as_str())
-            .with_context(|| format!("no '{name}' section in the container output:\n{out}"))?;
-        mib_per_s(body, name)
+            .with_context(|| format!("no '{name}' section in the container output:\n{out}"))
+    };
+    let get = |name: &str| -> Result<f64> { mib_per_s(section(name)?, name) };
+    let exec_ms = |name: &str| -> Result<f64> {
+        let body = section(name)?;
+        let s = parse_seconds(body).with_context(|| format!("no timing for {name} in:\n{body}"))?;
+        Ok(s * 1e3 / f64::from(EXECS))
     };
     Ok(Io {
         rootfs_write: get("rootfs write")?,
         rootfs_read: get("rootfs read")?,
         bind_write: get("bind write")?,
         bind_read: get("bind read")?,
+        rootfs_exec_ms: exec_ms("rootfs exec")?,
+        bind_exec_ms: exec_ms("bind exec")?,
     })
 }
 
-/// The guest's figures of one run.
-pub fn guest(ctx: &Ctx, root: &StateRoot, bundle: &Path, id: &str) -> Result<Io> {
+/// The guest's figures of one run in `root` (mode `mode`; a clone root holds the template
+/// already: the run must be a clone).
+pub fn guest(ctx: &Ctx, root: &StateRoot, mode: VmStart, bundle: &Path, id: &str) -> Result<Io> {
     let out = ctx.logs.join(format!("{id}.stdout"));
-    let mut c = Container::run(root, &ctx.runtime, bundle, id, &ctx.logs, Some(&out), &[])?;
+    let tfile = ctx.work.join(format!("timings-{id}.json"));
+    let _ = std::fs::remove_file(&tfile);
+    let mut c = Container::run(
+        root,
+        &ctx.runtime,
+        bundle,
+        id,
+        &ctx.logs,
+        Some(&out),
+        &[("HULL_TIMINGS_FILE", &tfile)],
+    )?;
     let (st, _) = c.proc.finish(Duration::from_secs(900))?;
     let text = std::fs::read_to_string(&out).unwrap_or_default();
     if !st.success() {
@@ -124,6 +157,11 @@ pub fn guest(ctx: &Ctx, root: &StateRoot, bundle: &Path, id: &str) -> Result<Io>
             c.stderr_text()
         );
     }
+    let timings = std::fs::read_to_string(&tfile)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    mode.check(&timings, false)?;
     parse_guest(&text)
 }
 
@@ -173,12 +211,16 @@ mod tests {
     #[test]
     fn guest_output_sections() {
         let out = "@@ rootfs write\nreal\t0m 2.00s\n@@ rootfs read\nreal\t0m 1.00s\n\
-                   @@ bind write\nreal\t0m 4.00s\n@@ bind read\nreal\t0m 0.50s\n";
+                   @@ rootfs exec\nreal\t0m 1.00s\n\
+                   @@ bind write\nreal\t0m 4.00s\n@@ bind read\nreal\t0m 0.50s\n\
+                   @@ bind exec\nreal\t0m 2.00s\n";
         let io = parse_guest(out).unwrap();
         assert_eq!(io.rootfs_write, 128.0);
         assert_eq!(io.rootfs_read, 256.0);
         assert_eq!(io.bind_write, 64.0);
         assert_eq!(io.bind_read, 512.0);
+        assert_eq!(io.rootfs_exec_ms, 1e3 / f64::from(EXECS));
+        assert_eq!(io.bind_exec_ms, 2e3 / f64::from(EXECS));
         assert!(parse_guest("@@ rootfs write\n").is_err());
     }
 

@@ -20,16 +20,20 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 
+use crate::hull::{StateRoot, VmStart};
+
 /// Benchmarks hull against a bare QEMU boot and runc: time-to-workload, its phases, memory per
 /// idle container, density, shared-fs I/O, networking, and images (pull from a local registry,
-/// `hull run` vs `hull-runtime run`). Prints a markdown report and writes JSON.
+/// `hull run` vs `hull-runtime run`). Time-to-workload, memory and I/O side by side for VMs
+/// cloned from a template (the default) and booted (`HULL_VM_TEMPLATE=off`). Prints a markdown
+/// report and writes JSON.
 #[derive(Parser, Debug)]
 #[command(name = "hull-bench")]
 struct Args {
     /// Runs per case (plus one discarded warm-up round of time-to-workload).
     #[arg(long, default_value_t = 5)]
     runs: usize,
-    /// Idle containers started at once in the density case.
+    /// Idle containers started at once in the density case (template clones, the default).
     #[arg(long, default_value_t = 10)]
     density: usize,
     /// Where to write the JSON results [default: <workspace>/target/hull-bench.json].
@@ -173,6 +177,7 @@ fn real_main() -> Result<usize> {
         .parent()
         .map(|d| d.join("hull"))
         .filter(|p| p.is_file());
+    let mut rep_failures = report::Failures::default();
     let ctx = Ctx {
         runtime,
         hull: hull_bin,
@@ -190,9 +195,15 @@ fn real_main() -> Result<usize> {
     let ttw_bundle = hull_testkit::bundle::Bundle::busybox(&["true"]);
     let idle_bundle = hull_testkit::bundle::Bundle::busybox(&["sleep", "1000"]);
 
-    eprintln!("hull-bench: probe (one idle container: accelerator, QEMU command line)");
-    let probe = memory::probe(&ctx, idle_bundle.path())?;
+    eprintln!("hull-bench: probes (one idle container booted, one cloned: accelerator, QEMU command lines)");
+    // The bare boot's command line comes from a booted VM (a clone's has no boot to copy).
+    let probe = memory::probe(&ctx, idle_bundle.path(), VmStart::Cold)?;
+    let clone_probe = rep_failures.record(
+        "probe of a template clone",
+        memory::probe(&ctx, idle_bundle.path(), VmStart::Clone),
+    )?;
     let guest_dir = host::guest_dir();
+    let state_parent = hull::state_parent();
     let header = host::Header {
         date: host::now_utc(),
         checkout: host::checkout_rev(&workspace_root()),
@@ -207,38 +218,100 @@ fn real_main() -> Result<usize> {
         tb_size_mib: std::env::var("HULL_TCG_TB_SIZE_MIB").unwrap_or_else(|_| "default".into()),
         load_at_start,
         other_qemus,
+        state_tmpfs: hull::is_tmpfs(&state_parent),
+        state_parent,
     };
     let mut rep = report::Report::new(header, args.runs, &probe.qemu_argv);
+    rep.failures = rep_failures;
+    rep.clone_qemu_argv = clone_probe.map(|p| p.qemu_argv).unwrap_or_default();
 
     if wants("ttw") {
         let initrd = ctx.work.join("bare-initramfs.cpio");
         bare::write_initramfs(&initrd)?;
         let argv = bare::bare_args(&probe.qemu_argv, &initrd);
         rep.bare_argv = argv.clone();
-        rep.ttw = Some(ttw::run(
-            &ctx,
-            &argv,
-            ttw_bundle.path(),
-            args.runs,
-            &mut rep.failures,
-        )?);
+        let t = ttw::run(&ctx, &argv, ttw_bundle.path(), args.runs, &mut rep.failures)?;
+        rep.templates
+            .extend(t.templates.iter().map(|f| ("ttw".to_string(), f.clone())));
+        rep.ttw = Some(t);
     }
     let idle = idle_bundle.path();
-    if wants("memory") {
-        let g1 = groups(&ctx, idle, 1, "m1", args.runs, &mut rep.failures)?;
-        rep.memory.push(g1);
-    }
-    let density_is_10 = args.density == 10;
-    if wants("memory") && !(density_is_10 && wants("density")) {
-        let g10 = groups(&ctx, idle, 10, "m10", args.runs, &mut rep.failures)?;
-        rep.memory.push(g10);
-    }
-    if wants("density") {
-        let gs = groups(&ctx, idle, args.density, "d", args.runs, &mut rep.failures)?;
-        if density_is_10 && wants("memory") {
-            rep.memory.push(gs.clone());
+    if wants("memory") || wants("density") {
+        // One root per mode for all the groups; the clone root's template is built first by a
+        // short run of the same shape.
+        let clone_root = StateRoot::with_mode(VmStart::Clone)?;
+        let cold_root = StateRoot::with_mode(VmStart::Cold)?;
+        rep.failures.record(
+            "memory: building the template (a `true` run of the same shape)",
+            ttw::build_template(&ctx, &clone_root, ttw_bundle.path(), "mwarm"),
+        )?;
+        rep.templates.extend(
+            clone_root
+                .templates()
+                .into_iter()
+                .map(|f| ("memory".to_string(), f)),
+        );
+        let root = |m: VmStart| match m {
+            VmStart::Clone => &clone_root,
+            VmStart::Cold => &cold_root,
+        };
+        let density_is_10 = args.density == 10;
+        let mut sizes = vec![];
+        if wants("memory") {
+            sizes.push(1);
+            sizes.push(10);
         }
-        rep.density = Some(gs);
+        // (n, mode) series, rounds interleaved: each run does every series once.
+        let mut series: Vec<(usize, VmStart, Vec<memory::Group>)> = Vec::new();
+        for &n in &sizes {
+            for m in VmStart::BOTH {
+                series.push((n, m, Vec::new()));
+            }
+        }
+        for i in 0..args.runs {
+            for (n, m, gs) in series.iter_mut() {
+                // With --density 10, the density runs are the clone figures for 10.
+                if *n == 10 && *m == VmStart::Clone && density_is_10 && wants("density") {
+                    continue;
+                }
+                let tag = format!("m{n}{}", &m.name()[..2]);
+                gs.extend(group(
+                    &ctx,
+                    root(*m),
+                    *m,
+                    idle,
+                    *n,
+                    &tag,
+                    i,
+                    args.runs,
+                    &mut rep.failures,
+                )?);
+            }
+        }
+        if wants("density") {
+            let mut gs = Vec::new();
+            for i in 0..args.runs {
+                gs.extend(group(
+                    &ctx,
+                    &clone_root,
+                    VmStart::Clone,
+                    idle,
+                    args.density,
+                    "d",
+                    i,
+                    args.runs,
+                    &mut rep.failures,
+                )?);
+            }
+            if let Some(s) = series
+                .iter_mut()
+                .find(|(n, m, _)| *n == 10 && *m == VmStart::Clone && density_is_10)
+            {
+                s.2 = gs.clone();
+            }
+            rep.density = Some(gs);
+        }
+        rep.memory = series.into_iter().map(|(_, _, gs)| gs).collect();
     }
     if wants("io") {
         let bind_dir = tempfile::Builder::new()
@@ -247,25 +320,56 @@ fn real_main() -> Result<usize> {
             .context("create the bind-mount source")?;
         let mut b = hull_testkit::bundle::Bundle::busybox(&["true"]);
         b.edit(|c| io::edit_config(c, bind_dir.path()));
-        let root = hull::StateRoot::new()?;
+        // The same VM shape (512 MiB, the bind mount) running `true`: builds the template.
+        let mut warm = hull_testkit::bundle::Bundle::busybox(&["true"]);
+        warm.edit(|c| {
+            io::edit_config(c, bind_dir.path());
+            c["process"]["args"] = serde_json::json!(["true"]);
+        });
+        let clone_root = StateRoot::with_mode(VmStart::Clone)?;
+        let cold_root = StateRoot::with_mode(VmStart::Cold)?;
+        rep.failures.record(
+            "shared-fs I/O: building the template (a `true` run of the same shape)",
+            ttw::build_template(&ctx, &clone_root, warm.path(), "iowarm"),
+        )?;
+        rep.templates.extend(
+            clone_root
+                .templates()
+                .into_iter()
+                .map(|f| ("io".to_string(), f)),
+        );
         let mut r = report::IoRuns::default();
         for i in 0..args.runs {
             let run = format!("{}/{}", i + 1, args.runs);
-            let g = rep.failures.record(
-                &format!("shared-fs I/O in the guest, run {run}"),
-                io::guest(&ctx, &root, b.path(), &format!("io{i}")),
-            )?;
+            for (m, root) in [(VmStart::Clone, &clone_root), (VmStart::Cold, &cold_root)] {
+                let g = rep.failures.record(
+                    &format!(
+                        "shared-fs I/O in the guest, {} ({}), run {run}",
+                        m.name(),
+                        m.fs()
+                    ),
+                    io::guest(&ctx, root, m, b.path(), &format!("io{}{i}", &m.name()[..2])),
+                )?;
+                if let Some(g) = g {
+                    eprintln!(
+                        "hull-bench: io {run} {} ({}): rootfs w {:.0} r {:.0} MiB/s exec {:.1} ms, \
+                         bind w {:.0} r {:.0} MiB/s exec {:.1} ms",
+                        m.name(),
+                        m.fs(),
+                        g.rootfs_write,
+                        g.rootfs_read,
+                        g.rootfs_exec_ms,
+                        g.bind_write,
+                        g.bind_read,
+                        g.bind_exec_ms
+                    );
+                    r.guest_mut(m).push(g);
+                }
+            }
             let h = rep.failures.record(
                 &format!("shared-fs I/O on the host, run {run}"),
                 io::host(bind_dir.path()),
             )?;
-            if let Some(g) = g {
-                eprintln!(
-                    "hull-bench: io {run}: guest rootfs w {:.0} r {:.0}, bind w {:.0} r {:.0} MiB/s",
-                    g.rootfs_write, g.rootfs_read, g.bind_write, g.bind_read
-                );
-                r.guest.push(g);
-            }
             if let Some(h) = h {
                 eprintln!("hull-bench: io {run}: host w {:.0} r {:.0} MiB/s", h.0, h.1);
                 r.host.push(h);
@@ -298,32 +402,42 @@ fn real_main() -> Result<usize> {
     Ok(rep.failures.0.len())
 }
 
-/// `runs` rounds of `n` idle containers started at once.
-fn groups(
+/// Run `i` of `runs` of `n` idle containers started at once in `root` (mode `mode`); `None`
+/// if it failed (recorded).
+#[allow(clippy::too_many_arguments)]
+fn group(
     ctx: &Ctx,
+    root: &StateRoot,
+    mode: VmStart,
     idle: &Path,
     n: usize,
     tag: &str,
+    i: usize,
     runs: usize,
     failures: &mut report::Failures,
-) -> Result<Vec<memory::Group>> {
-    let mut out = Vec::new();
-    for i in 0..runs {
-        let run = format!("{}/{runs}", i + 1);
-        let what = format!("{n} idle container(s), run {run}");
-        if let Some(g) =
-            failures.record(&what, memory::group(ctx, idle, n, &format!("{tag}r{i}")))?
-        {
-            eprintln!(
-                "hull-bench: {what}: all running after {:.0} ms, PSS {:.1} MiB total (settled: {}), \
-                 processes left after kill: {:?}",
-                g.all_running_ms,
-                g.total.pss_kib as f64 / 1024.0,
-                g.settled,
-                g.leftovers
-            );
-            out.push(g);
-        }
+) -> Result<Option<memory::Group>> {
+    let what = format!(
+        "{n} idle container(s), {} ({}), run {}/{runs}",
+        mode.name(),
+        mode.fs(),
+        i + 1
+    );
+    let g = failures.record(
+        &what,
+        memory::group(ctx, root, mode, idle, n, &format!("{tag}r{i}")),
+    )?;
+    if let Some(g) = &g {
+        eprintln!(
+            "hull-bench: {what}: all running after {:.0} ms, PSS {:.1} MiB total (settled: {}, \
+             template file pages {:.1} MiB, copy-on-write {:.1} MiB), processes left after \
+             kill: {:?}",
+            g.all_running_ms,
+            g.total.pss_kib as f64 / 1024.0,
+            g.settled,
+            g.template_pss_kib as f64 / 1024.0,
+            g.cow_kib as f64 / 1024.0,
+            g.leftovers
+        );
     }
-    Ok(out)
+    Ok(g)
 }

@@ -5,19 +5,22 @@ use std::fmt::Write;
 use serde_json::{json, Map, Value};
 
 use crate::host::Header;
+use crate::hull::{TemplateFile, VmStart};
 use crate::image::{self, Image};
-use crate::io::{Io, MIB};
+use crate::io::{Io, EXECS, MIB};
 use crate::memory::Group;
 use crate::net::{self, Net, Serve};
 use crate::stats::{round, summary_json, Summary};
-use crate::ttw::Ttw;
+use crate::ttw::{HullRuns, Round, Ttw};
 
-/// Host phases in the order the monitor goes through them (ms since the monitor started).
-const HOST_PHASES: [&str; 10] = [
+/// Host phases in the order the monitor goes through them (ms since the monitor started); a
+/// start has those of its mode (virtiofsd in a cold boot, `restored` in a clone).
+const HOST_PHASES: [&str; 11] = [
     "host_prepared_ms",
     "virtiofsd_spawned_ms",
     "qemu_spawned_ms",
     "qmp_ready_ms",
+    "restored_ms",
     "agent_connected_ms",
     "agent_ready_ms",
     "container_created_ms",
@@ -25,6 +28,8 @@ const HOST_PHASES: [&str; 10] = [
     "process_exited_ms",
     "teardown_done_ms",
 ];
+/// Timings that are no phase (reported on their own).
+const NOT_PHASES: [&str; 2] = ["vm_start", "template_build_ms"];
 /// Guest phases (guest CLOCK_BOOTTIME ms).
 const GUEST_PHASES: [&str; 4] = [
     "guest_agent_start_ms",
@@ -56,19 +61,42 @@ impl Failures {
 
 #[derive(Debug, Default)]
 pub struct IoRuns {
-    pub guest: Vec<Io>,
+    /// Template clones (virtio-9p).
+    pub clone: Vec<Io>,
+    /// Cold boots (virtio-fs).
+    pub cold: Vec<Io>,
     /// (write, read) MiB/s on the host.
     pub host: Vec<(f64, f64)>,
+}
+
+impl IoRuns {
+    pub fn guest(&self, m: VmStart) -> &[Io] {
+        match m {
+            VmStart::Clone => &self.clone,
+            VmStart::Cold => &self.cold,
+        }
+    }
+
+    pub fn guest_mut(&mut self, m: VmStart) -> &mut Vec<Io> {
+        match m {
+            VmStart::Clone => &mut self.clone,
+            VmStart::Cold => &mut self.cold,
+        }
+    }
 }
 
 pub struct Report {
     pub header: Header,
     pub runs: usize,
+    /// QEMU's command line of a booted VM (the bare boot's source) and of a clone.
     pub qemu_argv: Vec<String>,
+    pub clone_qemu_argv: Vec<String>,
     pub bare_argv: Vec<String>,
     pub ttw: Option<Ttw>,
-    /// Groups of idle containers: [1 container runs, 10 containers runs].
+    /// Series of groups of idle containers, one per (containers, mode).
     pub memory: Vec<Vec<Group>>,
+    /// The templates the cases cloned from: (case, file).
+    pub templates: Vec<(String, TemplateFile)>,
     pub density: Option<Vec<Group>>,
     pub io: Option<IoRuns>,
     pub net: Option<Net>,
@@ -98,11 +126,13 @@ fn ratio(a: &Option<Summary>, b: &Option<Summary>) -> Option<f64> {
     }
 }
 
+/// A phase's time in one start; a phase the start did not go through is absent or 0.
+fn phase(t: &Map<String, Value>, key: &str) -> Option<f64> {
+    t.get(key)?.as_f64().filter(|&v| v != 0.0)
+}
+
 fn phase_values(timings: &[Map<String, Value>], key: &str) -> Vec<f64> {
-    timings
-        .iter()
-        .filter_map(|t| t.get(key)?.as_f64())
-        .collect()
+    timings.iter().filter_map(|t| phase(t, key)).collect()
 }
 
 /// Per run `t[key] - t[prev]`.
@@ -110,9 +140,9 @@ fn phase_deltas(timings: &[Map<String, Value>], key: &str, prev: Option<&str>) -
     timings
         .iter()
         .filter_map(|t| {
-            let v = t.get(key)?.as_f64()?;
+            let v = phase(t, key)?;
             let p = match prev {
-                Some(p) => t.get(p)?.as_f64()?,
+                Some(p) => phase(t, p)?,
                 None => 0.0,
             };
             Some(v - p)
@@ -120,25 +150,55 @@ fn phase_deltas(timings: &[Map<String, Value>], key: &str, prev: Option<&str>) -
         .collect()
 }
 
-/// Phases in their known order, then any the monitor added since (alphabetically).
-/// One table row per phase in `keys` (median time and median delta to the previous phase);
-/// returns the last phase.
-fn phase_rows<'a>(
-    s: &mut String,
-    timings: &[Map<String, Value>],
-    keys: &'a [String],
-) -> Option<&'a str> {
-    let median = |x: Option<Summary>| x.map(|x| x.median).unwrap_or(f64::NAN);
-    for (k, at, d) in phase_summaries(timings, keys) {
+/// Rows of phases side by side for the two VM start modes: per mode, the median time and the
+/// median delta to the previous phase that mode went through ("–": not in that mode). `keys`:
+/// every phase of either mode, in order.
+fn phase_rows_by_mode(s: &mut String, t: &Ttw, keys: &[String]) {
+    let per_mode = |m: VmStart| {
+        let runs = t.mode(m);
+        let (h, g) = phase_order(&runs.timings);
+        let mine: Vec<String> = keys
+            .iter()
+            .filter(|k| h.contains(k) || g.contains(k))
+            .cloned()
+            .collect();
+        phase_summaries(&runs.timings, &mine)
+            .into_iter()
+            .map(|(k, at, d)| (k.to_string(), (at, d)))
+            .collect::<std::collections::HashMap<_, _>>()
+    };
+    let clone = per_mode(VmStart::Clone);
+    let cold = per_mode(VmStart::Cold);
+    let cell = |x: Option<&(Option<Summary>, Option<Summary>)>| match x {
+        Some((at, d)) => {
+            let m = |v: &Option<Summary>| v.as_ref().map(|v| v.median).unwrap_or(f64::NAN);
+            format!("{:.1} | {:.1}", m(at), m(d))
+        }
+        None => "– | –".into(),
+    };
+    for k in keys {
         let _ = writeln!(
             s,
-            "| {} | {:.1} | {:.1} |",
+            "| {} | {} | {} |",
             k.trim_end_matches("_ms"),
-            median(at),
-            median(d)
+            cell(clone.get(k)),
+            cell(cold.get(k))
         );
     }
-    keys.last().map(String::as_str)
+}
+
+/// Per run: the runtime's wall time minus the monitor's last host phase (exec into the monitor,
+/// process exit).
+fn exit_overhead(runs: &HullRuns) -> Option<Summary> {
+    let (host, _) = phase_order(&runs.timings);
+    let last = host.last()?;
+    let v: Vec<f64> = runs
+        .timings
+        .iter()
+        .zip(&runs.ms)
+        .filter_map(|(m, wall)| Some(wall - phase(m, last)?))
+        .collect();
+    Summary::of(&v)
 }
 
 /// For each phase in `keys`: its time and its delta to the previous phase, summarized.
@@ -162,16 +222,21 @@ fn phase_order(timings: &[Map<String, Value>]) -> (Vec<String>, Vec<String>) {
     let guest: Vec<String> = GUEST_PHASES.iter().map(|s| s.to_string()).collect();
     let mut extra: Vec<String> = timings
         .iter()
-        .flat_map(|t| t.keys().cloned())
-        .filter(|k| !host.contains(k) && !guest.contains(k))
+        .flat_map(|t| t.iter())
+        .filter(|(k, v)| {
+            v.is_number()
+                && !host.contains(k)
+                && !guest.contains(k)
+                && !NOT_PHASES.contains(&k.as_str())
+        })
+        .map(|(k, _)| k.clone())
         .collect();
     extra.sort();
     extra.dedup();
-    host.retain(|k| timings.iter().any(|t| t.contains_key(k)));
-    let mut guest: Vec<String> = guest
-        .into_iter()
-        .filter(|k| timings.iter().any(|t| t.contains_key(k)))
-        .collect();
+    let seen = |k: &String| timings.iter().any(|t| phase(t, k).is_some());
+    host.retain(seen);
+    let mut guest: Vec<String> = guest.into_iter().filter(seen).collect();
+    extra.retain(seen);
     guest.extend(extra);
     (host, guest)
 }
@@ -183,8 +248,15 @@ fn group_summaries(gs: &[Group]) -> Value {
     };
     let total =
         |f: &dyn Fn(&Group) -> u64| Summary::of(&gs.iter().map(|g| mib(f(g))).collect::<Vec<_>>());
+    let honest = per(&|g| g.honest_total_kib());
     json!({
+        "vm_start": gs.first().map(|g| g.mode.name()),
         "containers": gs.first().map(|g| g.n),
+        "template_clones": gs.iter().map(|g| g.clones).collect::<Vec<_>>(),
+        "pss_mib_per_container_template_file_pages": summary_json(&per(&|g| g.template_pss_kib)),
+        "mib_per_container_copy_on_write": summary_json(&per(&|g| g.cow_kib)),
+        "template_file_allocated_mib": summary_json(&Summary::of(&gs.iter().map(|g| mib(g.template_alloc_kib())).collect::<Vec<_>>())),
+        "mib_per_container_incl_template_file": summary_json(&honest),
         "all_running_ms": summary_json(&Summary::of(&gs.iter().map(|g| g.all_running_ms).collect::<Vec<_>>())),
         "pss_mib_per_container": summary_json(&per(&|g| g.total.pss_kib)),
         "rss_mib_per_container": summary_json(&per(&|g| g.total.rss_kib)),
@@ -468,30 +540,459 @@ fn image_json(i: &Image) -> Value {
     })
 }
 
+/// The time-to-workload summaries: bare, clone, cold, runc.
+struct TtwSummaries {
+    bare: Option<Summary>,
+    clone: Option<Summary>,
+    cold: Option<Summary>,
+    runc: Option<Summary>,
+}
+
+fn ttw_summaries(t: &Ttw) -> TtwSummaries {
+    TtwSummaries {
+        bare: Summary::of(&t.bare_ms),
+        clone: Summary::of(&t.clone.ms),
+        cold: Summary::of(&t.cold.ms),
+        runc: Summary::of(&t.runc_ms),
+    }
+}
+
+/// Both modes' timings, for the union of their phases.
+fn all_timings(t: &Ttw) -> Vec<Map<String, Value>> {
+    t.clone
+        .timings
+        .iter()
+        .chain(&t.cold.timings)
+        .cloned()
+        .collect()
+}
+
+fn ttw_markdown(s: &mut String, t: &Ttw) {
+    let x = ttw_summaries(t);
+    let _ = writeln!(
+        s,
+        "### Time to workload: `true` in a busybox bundle (ms, median (min–max))\n"
+    );
+    let _ = writeln!(s, "| case | ms | / (a) |\n|---|---:|---:|");
+    let rel = |v: &Option<Summary>| ratio_text(v, &x.bare);
+    for (name, v) in [
+        (
+            "(a) bare QEMU boot, same kernel + machine, power-off init",
+            &x.bare,
+        ),
+        (
+            "(b) `hull-runtime run`, VM cloned from a template (default; rootfs over virtio-9p)",
+            &x.clone,
+        ),
+        (
+            "(b′) `hull-runtime run`, VM booted (`HULL_VM_TEMPLATE=off`; rootfs over virtio-fs)",
+            &x.cold,
+        ),
+        ("(c) `runc run`", &x.runc),
+    ] {
+        let _ = writeln!(s, "| {name} | {} | {} |", mmm(v, 0), rel(v));
+    }
+    let _ = writeln!(
+        s,
+        "| **b / a**: clone / bare (target ≤ 0.5) | | **{}** |",
+        ratio_text(&x.clone, &x.bare)
+    );
+    let _ = writeln!(
+        s,
+        "| **b′ / a**: cold / bare | | **{}** |",
+        ratio_text(&x.cold, &x.bare)
+    );
+    let _ = writeln!(
+        s,
+        "| b / b′: clone / cold | | {} |",
+        ratio_text(&x.clone, &x.cold)
+    );
+    for (name, v) in per_round_ratios(t) {
+        let _ = writeln!(s, "| {name} | | {} |", mmm(&v, 2));
+    }
+    let _ = writeln!(
+        s,
+        "| b / c, b′ / c: the price of the VM | | {}, {} |",
+        ratio_text(&x.clone, &x.runc),
+        ratio_text(&x.cold, &x.runc)
+    );
+    let build = t.build_run.as_ref().map(|(wall, tm)| {
+        format!(
+            "the warm-up round built it ({}: template build {:.0} ms, that run {:.0} ms)",
+            tm.get("vm_start").and_then(Value::as_str).unwrap_or("?"),
+            tm.get("template_build_ms")
+                .and_then(Value::as_f64)
+                .unwrap_or(f64::NAN),
+            wall
+        )
+    });
+    let starts = |r: &HullRuns| {
+        let mut v: Vec<String> = r
+            .timings
+            .iter()
+            .map(|t| {
+                t.get("vm_start")
+                    .and_then(Value::as_str)
+                    .unwrap_or("?")
+                    .to_string()
+            })
+            .collect();
+        v.sort();
+        v.dedup();
+        v.join(", ")
+    };
+    let _ = writeln!(
+        s,
+        "\nTemplate: {}; `builds.log` has {} line(s) after all rounds; `vm_start` of the timed runs: \
+         (b) {}, (b′) {} (a timed (b) that is not `clone` fails).",
+        build.unwrap_or_else(|| "the warm-up round failed".into()),
+        t.template_builds,
+        starts(&t.clone),
+        starts(&t.cold)
+    );
+    let all = all_timings(t);
+    let (host, guest) = phase_order(&all);
+    if !host.is_empty() {
+        let _ = writeln!(s, "\n### Phases of (b) clone and (b′) cold (median ms; Δ = median of per-run differences to the previous phase of that mode)\n");
+        let _ = writeln!(
+            s,
+            "| phase (host, since monitor start) | clone at | clone Δ | cold at | cold Δ |\n|---|---:|---:|---:|---:|"
+        );
+        phase_rows_by_mode(s, t, &host);
+        let m = |r: &HullRuns| {
+            exit_overhead(r)
+                .map(|x| format!("{:.1}", x.median))
+                .unwrap_or_else(|| "–".into())
+        };
+        let _ = writeln!(
+            s,
+            "| runtime start→exit minus the above (exec, process exit) | | {} | | {} |",
+            m(&t.clone),
+            m(&t.cold)
+        );
+        let _ = writeln!(
+            s,
+            "\n| phase (guest CLOCK_BOOTTIME) | clone at | clone Δ | cold at | cold Δ |\n|---|---:|---:|---:|---:|"
+        );
+        phase_rows_by_mode(s, t, &guest);
+    }
+    s.push('\n');
+}
+
+/// Ratios within each round (same host noise for both), summarized: (label, summary).
+fn per_round_ratios(t: &Ttw) -> [(&'static str, Option<Summary>); 3] {
+    let r = |f: fn(&Round) -> Option<f64>| Summary::of(&t.per_round(f));
+    [
+        (
+            "b / a per round, median (min–max)",
+            r(|x| Some(x.clone? / x.bare?)),
+        ),
+        (
+            "b′ / a per round, median (min–max)",
+            r(|x| Some(x.cold? / x.bare?)),
+        ),
+        (
+            "b / b′ per round, median (min–max)",
+            r(|x| Some(x.clone? / x.cold?)),
+        ),
+    ]
+}
+
+fn ttw_json(t: &Ttw, bare_argv: &[String]) -> Value {
+    let x = ttw_summaries(t);
+    let [pa, pb, pc] = per_round_ratios(t).map(|(_, v)| summary_json(&v));
+    let phases = |r: &HullRuns| {
+        let (host, guest) = phase_order(&r.timings);
+        let mut phases = Map::new();
+        for keys in [&host, &guest] {
+            for (k, at, d) in phase_summaries(&r.timings, keys) {
+                phases.insert(
+                    k.to_string(),
+                    json!({"at": summary_json(&at), "delta": summary_json(&d)}),
+                );
+            }
+        }
+        Value::Object(phases)
+    };
+    json!({
+        "bare_qemu_boot_ms": summary_json(&x.bare),
+        "hull_clone_run_ms": summary_json(&x.clone),
+        "hull_cold_run_ms": summary_json(&x.cold),
+        "runc_run_ms": summary_json(&x.runc),
+        "ratio_clone_over_bare": ratio(&x.clone, &x.bare).map(round),
+        "ratio_cold_over_bare": ratio(&x.cold, &x.bare).map(round),
+        "ratio_clone_over_cold": ratio(&x.clone, &x.cold).map(round),
+        "ratio_clone_over_runc": ratio(&x.clone, &x.runc).map(round),
+        "ratio_cold_over_runc": ratio(&x.cold, &x.runc).map(round),
+        "per_round_clone_over_bare": pa,
+        "per_round_cold_over_bare": pb,
+        "per_round_clone_over_cold": pc,
+        "rounds_ms": t
+            .rounds
+            .iter()
+            .map(|r| json!({"bare": r.bare.map(round), "clone": r.clone.map(round), "cold": r.cold.map(round), "runc": r.runc.map(round)}))
+            .collect::<Vec<_>>(),
+        "bare_qemu_argv": bare_argv,
+        "template_build_run": t.build_run.as_ref().map(|(ms, tm)| json!({"ms": round(*ms), "timings": tm})),
+        "template_builds": t.template_builds,
+        "templates": t.templates.iter().map(TemplateFile::json).collect::<Vec<_>>(),
+        "phases_clone": phases(&t.clone),
+        "phases_cold": phases(&t.cold),
+        "exit_overhead_ms_clone": summary_json(&exit_overhead(&t.clone)),
+        "exit_overhead_ms_cold": summary_json(&exit_overhead(&t.cold)),
+        "timings_per_run_clone": t.clone.timings,
+        "timings_per_run_cold": t.cold.timings,
+    })
+}
+
+/// Summary of `f` per container over a series.
+fn per_container(gs: &[Group], f: &dyn Fn(&Group) -> u64) -> Option<Summary> {
+    let n = gs.first().map(|g| g.n).unwrap_or(1).max(1) as f64;
+    Summary::of(&gs.iter().map(|g| mib(f(g)) / n).collect::<Vec<_>>())
+}
+
+fn memory_markdown(s: &mut String, memory: &[Vec<Group>], templates: &[(String, TemplateFile)]) {
+    let series: Vec<&Vec<Group>> = memory.iter().filter(|gs| !gs.is_empty()).collect();
+    let _ = writeln!(s, "### Memory of idle containers (`sleep 1000`, 256 MiB guest RAM, after PSS settled; MiB, median (min–max))\n");
+    let _ = writeln!(s, "| VM start | containers | PSS / container | RSS / container | PSS total | PSS QEMU | of which template file pages | of which copy-on-write guest RAM | PSS virtiofsd | PSS monitor | settled |");
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    for gs in &series {
+        let g0 = &gs[0];
+        let per = |f: &dyn Fn(&Group) -> u64| per_container(gs, f);
+        let tot = Summary::of(&gs.iter().map(|g| mib(g.total.pss_kib)).collect::<Vec<_>>());
+        let settled = gs.iter().filter(|g| g.settled).count();
+        let clone_only = |v: Option<Summary>| match g0.mode {
+            VmStart::Clone => mmm(&v, 1),
+            VmStart::Cold => "–".into(),
+        };
+        let _ = writeln!(
+            s,
+            "| {} ({}) | {} | {} | {} | {} | {} | {} | {} | {} | {} | {}/{} |",
+            g0.mode.name(),
+            g0.mode.fs(),
+            g0.n,
+            mmm(&per(&|g| g.total.pss_kib), 1),
+            mmm(&per(&|g| g.total.rss_kib), 1),
+            mmm(&tot, 1),
+            mmm(&per(&|g| g.qemu.pss_kib), 1),
+            clone_only(per(&|g| g.template_pss_kib)),
+            clone_only(per(&|g| g.cow_kib)),
+            mmm(&per(&|g| g.virtiofsd.pss_kib), 1),
+            mmm(&per(&|g| g.monitor.pss_kib), 1),
+            settled,
+            gs.len()
+        );
+    }
+    if !templates.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n**Template RAM files on the state root's tmpfs (one per VM shape, paid once however many clones; MiB)**\n"
+        );
+        let _ = writeln!(
+            s,
+            "| case | key | RAM file size | allocated (`du`, st_blocks) | device state file | build (ms) |\n|---|---|---:|---:|---:|---:|"
+        );
+        for (case, t) in templates {
+            let _ = writeln!(
+                s,
+                "| {case} | `{}` | {:.0} | {:.1} | {:.2} | {} |",
+                t.key,
+                t.size_bytes as f64 / 1048576.0,
+                t.alloc_bytes as f64 / 1048576.0,
+                t.state_bytes as f64 / 1048576.0,
+                t.build_ms
+                    .map(|b| format!("{b:.0}"))
+                    .unwrap_or_else(|| "?".into())
+            );
+        }
+    }
+    // Clone vs cold per container, with the template file counted in.
+    let find = |n: usize, m: VmStart| {
+        series
+            .iter()
+            .find(|gs| gs[0].n == n && gs[0].mode == m)
+            .copied()
+    };
+    let mut ns: Vec<usize> = series.iter().map(|gs| gs[0].n).collect();
+    ns.sort_unstable();
+    ns.dedup();
+    if ns.iter().any(|&n| find(n, VmStart::Clone).is_some()) {
+        let _ = writeln!(
+            s,
+            "\n**Per idle container, clone vs cold (MiB, median (min–max)); \"incl. template file\": PSS without the template file's pages, plus the whole allocated file / containers: every page counted once**\n"
+        );
+        let _ = writeln!(
+            s,
+            "| containers | clone PSS | clone incl. template file | cold PSS | clone / cold (PSS) | target (clone PSS) |\n|---:|---:|---:|---:|---:|---|"
+        );
+        for n in ns {
+            let clone = find(n, VmStart::Clone);
+            let cold = find(n, VmStart::Cold);
+            let pss =
+                |gs: Option<&Vec<Group>>| gs.and_then(|gs| per_container(gs, &|g| g.total.pss_kib));
+            let honest = clone.and_then(|gs| per_container(gs, &|g| g.honest_total_kib()));
+            let target = match n {
+                1 => "≤ 40",
+                10 => "≤ 30",
+                _ => "",
+            };
+            let _ = writeln!(
+                s,
+                "| {n} | {} | {} | {} | {} | {target} |",
+                mmm(&pss(clone), 1),
+                mmm(&honest, 1),
+                mmm(&pss(cold), 1),
+                ratio_text(&pss(clone), &pss(cold)),
+            );
+        }
+    }
+    s.push('\n');
+}
+
+fn density_markdown(s: &mut String, gs: &[Group]) {
+    let n = gs.first().map(|g| g.n).unwrap_or(0);
+    let mode = gs.first().map(|g| g.mode).unwrap_or(VmStart::Clone);
+    let all = Summary::of(
+        &gs.iter()
+            .map(|g| g.all_running_ms / 1e3)
+            .collect::<Vec<_>>(),
+    );
+    let pss = Summary::of(&gs.iter().map(|g| mib(g.total.pss_kib)).collect::<Vec<_>>());
+    let honest = Summary::of(
+        &gs.iter()
+            .map(|g| mib(g.honest_total_kib()))
+            .collect::<Vec<_>>(),
+    );
+    let cleanup = Summary::of(&gs.iter().map(|g| g.cleanup_ms).collect::<Vec<_>>());
+    let left: Vec<i32> = gs.iter().flat_map(|g| g.leftovers.clone()).collect();
+    let clones: Vec<String> = gs.iter().map(|g| format!("{}/{}", g.clones, g.n)).collect();
+    let _ = writeln!(
+        s,
+        "### Density: {n} idle containers started at once, {} ({}) (median (min–max))\n",
+        mode.name(),
+        mode.fs()
+    );
+    let _ = writeln!(s, "| all `running` (s) | PSS total (MiB) | incl. template file (MiB) | template clones | kill → no process left (ms) | processes left |");
+    let _ = writeln!(s, "|---:|---:|---:|---|---:|---|");
+    let mut cl = clones.clone();
+    cl.dedup();
+    let _ = writeln!(
+        s,
+        "| {} | {} | {} | {} | {} | {} |\n",
+        mmm(&all, 2),
+        mmm(&pss, 1),
+        mmm(&honest, 1),
+        cl.join(", "),
+        mmm(&cleanup, 0),
+        if left.is_empty() {
+            "none".to_string()
+        } else {
+            format!("{left:?}")
+        }
+    );
+}
+
+fn io_markdown(s: &mut String, io: &IoRuns) {
+    let col = |m: VmStart, f: &dyn Fn(&Io) -> f64| {
+        Summary::of(&io.guest(m).iter().map(f).collect::<Vec<_>>())
+    };
+    let hw = Summary::of(&io.host.iter().map(|h| h.0).collect::<Vec<_>>());
+    let hr = Summary::of(&io.host.iter().map(|h| h.1).collect::<Vec<_>>());
+    let _ = writeln!(s, "### Shared-fs I/O: virtio-9p (clone) vs virtio-fs (cold); {MIB} MiB sequential, `dd bs=1M` (MiB/s), and exec latency (ms per exec of `busybox true` from the share, {EXECS} in a loop, guest cache dropped first); median (min–max), guest RAM 512 MiB\n");
+    let _ = writeln!(
+        s,
+        "| share, transfer | host (same filesystem) | virtio-9p (clone) | virtio-fs (cold) | 9p / virtio-fs |"
+    );
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|");
+    type Getter = fn(&Io) -> f64;
+    let rows: [(&str, Option<&Option<Summary>>, Getter, usize); 6] = [
+        (
+            "rootfs share, write (conv=fsync), MiB/s",
+            Some(&hw),
+            |i| i.rootfs_write,
+            0,
+        ),
+        (
+            "rootfs share, read (guest cache dropped), MiB/s",
+            Some(&hr),
+            |i| i.rootfs_read,
+            0,
+        ),
+        ("rootfs share, exec, ms", None, |i| i.rootfs_exec_ms, 2),
+        (
+            "bind mount, write (conv=fsync), MiB/s",
+            Some(&hw),
+            |i| i.bind_write,
+            0,
+        ),
+        (
+            "bind mount, read (guest cache dropped), MiB/s",
+            Some(&hr),
+            |i| i.bind_read,
+            0,
+        ),
+        ("bind mount, exec, ms", None, |i| i.bind_exec_ms, 2),
+    ];
+    for (name, host, f, prec) in rows {
+        let p9 = col(VmStart::Clone, &f);
+        let vfs = col(VmStart::Cold, &f);
+        let _ = writeln!(
+            s,
+            "| {name} | {} | {} | {} | {} |",
+            host.map(|h| mmm(h, 0)).unwrap_or_else(|| "–".into()),
+            mmm(&p9, prec),
+            mmm(&vfs, prec),
+            ratio(&p9, &vfs)
+                .map(|r| format!("{r:.2}"))
+                .unwrap_or_else(|| "-".into())
+        );
+    }
+    s.push('\n');
+}
+
+fn io_json(io: &IoRuns) -> Value {
+    let side = |m: VmStart| {
+        let col = |f: &dyn Fn(&Io) -> f64| {
+            summary_json(&Summary::of(&io.guest(m).iter().map(f).collect::<Vec<_>>()))
+        };
+        json!({
+            "vm_start": m.name(),
+            "fs": m.fs(),
+            "rootfs_write_mib_s": col(&|i| i.rootfs_write),
+            "rootfs_read_mib_s": col(&|i| i.rootfs_read),
+            "rootfs_exec_ms": col(&|i| i.rootfs_exec_ms),
+            "bind_write_mib_s": col(&|i| i.bind_write),
+            "bind_read_mib_s": col(&|i| i.bind_read),
+            "bind_exec_ms": col(&|i| i.bind_exec_ms),
+        })
+    };
+    json!({
+        "size_mib": MIB,
+        "execs_per_loop": EXECS,
+        "host_write_mib_s": summary_json(&Summary::of(&io.host.iter().map(|h| h.0).collect::<Vec<_>>())),
+        "host_read_mib_s": summary_json(&Summary::of(&io.host.iter().map(|h| h.1).collect::<Vec<_>>())),
+        "clone": side(VmStart::Clone),
+        "cold": side(VmStart::Cold),
+    })
+}
+
 impl Report {
     pub fn new(header: Header, runs: usize, qemu_argv: &[String]) -> Self {
         Self {
             header,
             runs,
             qemu_argv: qemu_argv.to_vec(),
+            clone_qemu_argv: Vec::new(),
             bare_argv: Vec::new(),
             ttw: None,
             memory: Vec::new(),
+            templates: Vec::new(),
             density: None,
             io: None,
             net: None,
             image: None,
             failures: Failures::default(),
         }
-    }
-
-    fn ttw_summaries(&self) -> Option<[Option<Summary>; 3]> {
-        let t = self.ttw.as_ref()?;
-        Some([
-            Summary::of(&t.bare_ms),
-            Summary::of(&t.hull_ms),
-            Summary::of(&t.runc_ms),
-        ])
     }
 
     pub fn markdown(&self) -> String {
@@ -516,164 +1017,37 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "runtime `{}` · guest `{}` · TCG tb-size: {}\n",
+            "runtime `{}` · guest `{}` · TCG tb-size: {} · state roots (and templates) in `{}`{}\n",
             h.runtime.display(),
             h.guest_dir.display(),
             if h.tb_size_mib == "default" {
                 "hull's default".to_string()
             } else {
                 format!("{} MiB (HULL_TCG_TB_SIZE_MIB)", h.tb_size_mib)
+            },
+            h.state_parent.display(),
+            if h.state_tmpfs {
+                " (tmpfs)"
+            } else {
+                " (**not tmpfs**: templates' RAM files are on disk)"
             }
         );
 
-        if let (Some(t), Some([a, b, c])) = (&self.ttw, self.ttw_summaries()) {
-            let _ = writeln!(
-                s,
-                "### Time to workload: `true` in a busybox bundle (ms, median (min–max))\n"
-            );
-            let _ = writeln!(s, "| case | ms |\n|---|---:|");
-            let _ = writeln!(
-                s,
-                "| (a) bare QEMU boot, same kernel + machine, power-off init | {} |",
-                mmm(&a, 0)
-            );
-            let _ = writeln!(s, "| (b) `hull-runtime run` | {} |", mmm(&b, 0));
-            let _ = writeln!(s, "| (c) `runc run` | {} |", mmm(&c, 0));
-            if let Some(r) = ratio(&b, &a) {
-                let _ = writeln!(s, "| **b / a** (target ≤ 1.25) | **{r:.2}×** |");
-            }
-            if let Some(r) = ratio(&b, &c) {
-                let _ = writeln!(s, "| b / c | {r:.1}× |");
-            }
-            let (host, guest) = phase_order(&t.timings);
-            if !host.is_empty() {
-                let _ = writeln!(s, "\n### Phases of (b) (median ms; Δ = median of per-run differences to the previous phase)\n");
-                let _ = writeln!(
-                    s,
-                    "| phase (host, since monitor start) | at | Δ |\n|---|---:|---:|"
-                );
-                if let Some(last) = phase_rows(&mut s, &t.timings, &host) {
-                    let exit: Vec<f64> = t
-                        .timings
-                        .iter()
-                        .zip(&t.hull_ms)
-                        .filter_map(|(m, wall)| Some(wall - m.get(last)?.as_f64()?))
-                        .collect();
-                    let _ = writeln!(
-                        s,
-                        "| runtime start→exit minus the above (exec, process exit) | | {:.1} |",
-                        Summary::of(&exit).map(|x| x.median).unwrap_or(f64::NAN)
-                    );
-                }
-                let _ = writeln!(
-                    s,
-                    "\n| phase (guest CLOCK_BOOTTIME) | at | Δ |\n|---|---:|---:|"
-                );
-                phase_rows(&mut s, &t.timings, &guest);
-            }
-            s.push('\n');
+        if let Some(t) = &self.ttw {
+            ttw_markdown(&mut s, t);
         }
-
-        if !self.memory.is_empty() {
-            let _ = writeln!(s, "### Memory of idle containers (`sleep 1000`, 256 MiB guest RAM, after PSS settled; MiB, median (min–max))\n");
-            let _ = writeln!(s, "| containers | PSS / container | RSS / container | PSS total | PSS QEMU | PSS virtiofsd | PSS monitor | settled |");
-            let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|---:|---|");
-            for gs in self.memory.iter().filter(|gs| !gs.is_empty()) {
-                let n = gs.first().map(|g| g.n).unwrap_or(1).max(1) as f64;
-                let per = |f: &dyn Fn(&Group) -> u64| {
-                    Summary::of(&gs.iter().map(|g| mib(f(g)) / n).collect::<Vec<_>>())
-                };
-                let tot = Summary::of(&gs.iter().map(|g| mib(g.total.pss_kib)).collect::<Vec<_>>());
-                let settled = gs.iter().filter(|g| g.settled).count();
-                let _ = writeln!(
-                    s,
-                    "| {} | {} | {} | {} | {} | {} | {} | {}/{} |",
-                    n,
-                    mmm(&per(&|g| g.total.pss_kib), 1),
-                    mmm(&per(&|g| g.total.rss_kib), 1),
-                    mmm(&tot, 1),
-                    mmm(&per(&|g| g.qemu.pss_kib), 1),
-                    mmm(&per(&|g| g.virtiofsd.pss_kib), 1),
-                    mmm(&per(&|g| g.monitor.pss_kib), 1),
-                    settled,
-                    gs.len()
-                );
-            }
-            s.push('\n');
+        if self.memory.iter().any(|gs| !gs.is_empty()) {
+            memory_markdown(&mut s, &self.memory, &self.templates);
         }
-
         if let Some(gs) = self.density.as_ref().filter(|gs| !gs.is_empty()) {
-            let n = gs.first().map(|g| g.n).unwrap_or(0);
-            let all = Summary::of(
-                &gs.iter()
-                    .map(|g| g.all_running_ms / 1e3)
-                    .collect::<Vec<_>>(),
-            );
-            let pss = Summary::of(&gs.iter().map(|g| mib(g.total.pss_kib)).collect::<Vec<_>>());
-            let cleanup = Summary::of(&gs.iter().map(|g| g.cleanup_ms).collect::<Vec<_>>());
-            let left: Vec<i32> = gs.iter().flat_map(|g| g.leftovers.clone()).collect();
-            let _ = writeln!(
-                s,
-                "### Density: {n} idle containers started at once (median (min–max))\n"
-            );
-            let _ = writeln!(s, "| all `running` (s) | PSS total (MiB) | kill → no process left (ms) | processes left |");
-            let _ = writeln!(s, "|---:|---:|---:|---|");
-            let _ = writeln!(
-                s,
-                "| {} | {} | {} | {} |\n",
-                mmm(&all, 2),
-                mmm(&pss, 1),
-                mmm(&cleanup, 0),
-                if left.is_empty() {
-                    "none".to_string()
-                } else {
-                    format!("{left:?}")
-                }
-            );
+            density_markdown(&mut s, gs);
         }
-
         if let Some(io) = &self.io {
-            let col =
-                |f: &dyn Fn(&Io) -> f64| Summary::of(&io.guest.iter().map(f).collect::<Vec<_>>());
-            let hw = Summary::of(&io.host.iter().map(|h| h.0).collect::<Vec<_>>());
-            let hr = Summary::of(&io.host.iter().map(|h| h.1).collect::<Vec<_>>());
-            let _ = writeln!(s, "### Shared-fs I/O: {MIB} MiB sequential, `dd bs=1M` (MiB/s, median (min–max); guest RAM 512 MiB)\n");
-            let _ = writeln!(s, "| where | write (conv=fsync) | read (guest cache dropped) | write / host | read / host |");
-            let _ = writeln!(s, "|---|---:|---:|---:|---:|");
-            let _ = writeln!(
-                s,
-                "| host (same filesystem) | {} | {} | 1 | 1 |",
-                mmm(&hw, 0),
-                mmm(&hr, 0)
-            );
-            for (name, w, r) in [
-                (
-                    "guest, rootfs share",
-                    col(&|i| i.rootfs_write),
-                    col(&|i| i.rootfs_read),
-                ),
-                (
-                    "guest, bind mount",
-                    col(&|i| i.bind_write),
-                    col(&|i| i.bind_read),
-                ),
-            ] {
-                let _ = writeln!(
-                    s,
-                    "| {name} | {} | {} | {:.2} | {:.2} |",
-                    mmm(&w, 0),
-                    mmm(&r, 0),
-                    ratio(&w, &hw).unwrap_or(f64::NAN),
-                    ratio(&r, &hr).unwrap_or(f64::NAN)
-                );
-            }
-            s.push('\n');
+            io_markdown(&mut s, io);
         }
-
         if let Some(n) = &self.net {
             net_markdown(&mut s, n);
         }
-
         if let Some(i) = &self.image {
             image_markdown(&mut s, i);
         }
@@ -699,29 +1073,20 @@ impl Report {
             "header": self.header.json(),
             "runs": self.runs,
             "hull_qemu_argv": self.qemu_argv,
+            "hull_qemu_argv_clone": self.clone_qemu_argv,
             "failures": self.failures.0,
+            "templates": self
+                .templates
+                .iter()
+                .map(|(case, t)| {
+                    let mut j = t.json();
+                    j["case"] = json!(case);
+                    j
+                })
+                .collect::<Vec<_>>(),
         });
-        if let (Some(t), Some([a, b, c])) = (&self.ttw, self.ttw_summaries()) {
-            let (host, guest) = phase_order(&t.timings);
-            let mut phases = Map::new();
-            for keys in [&host, &guest] {
-                for (k, at, d) in phase_summaries(&t.timings, keys) {
-                    phases.insert(
-                        k.to_string(),
-                        json!({"at": summary_json(&at), "delta": summary_json(&d)}),
-                    );
-                }
-            }
-            v["time_to_workload"] = json!({
-                "bare_qemu_boot_ms": summary_json(&a),
-                "hull_run_ms": summary_json(&b),
-                "runc_run_ms": summary_json(&c),
-                "ratio_hull_over_bare": ratio(&b, &a).map(round),
-                "ratio_hull_over_runc": ratio(&b, &c).map(round),
-                "bare_qemu_argv": self.bare_argv,
-                "phases": phases,
-                "timings_per_run": t.timings,
-            });
+        if let Some(t) = &self.ttw {
+            v["time_to_workload"] = ttw_json(t, &self.bare_argv);
         }
         if !self.memory.is_empty() {
             v["memory"] = Value::Array(self.memory.iter().map(|g| group_summaries(g)).collect());
@@ -736,19 +1101,125 @@ impl Report {
             v["image"] = image_json(i);
         }
         if let Some(io) = &self.io {
-            let col = |f: &dyn Fn(&Io) -> f64| {
-                summary_json(&Summary::of(&io.guest.iter().map(f).collect::<Vec<_>>()))
-            };
-            v["io"] = json!({
-                "size_mib": MIB,
-                "host_write_mib_s": summary_json(&Summary::of(&io.host.iter().map(|h| h.0).collect::<Vec<_>>())),
-                "host_read_mib_s": summary_json(&Summary::of(&io.host.iter().map(|h| h.1).collect::<Vec<_>>())),
-                "rootfs_write_mib_s": col(&|i| i.rootfs_write),
-                "rootfs_read_mib_s": col(&|i| i.rootfs_read),
-                "bind_write_mib_s": col(&|i| i.bind_write),
-                "bind_read_mib_s": col(&|i| i.bind_read),
-            });
+            v["io"] = io_json(io);
         }
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(pairs: &[(&str, Value)]) -> Map<String, Value> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
+    }
+
+    fn clone_run() -> Map<String, Value> {
+        t(&[
+            ("vm_start", json!("clone")),
+            ("template_build_ms", json!(0.0)),
+            ("host_prepared_ms", json!(1.0)),
+            ("virtiofsd_spawned_ms", json!(0.0)),
+            ("qemu_spawned_ms", json!(2.0)),
+            ("qmp_ready_ms", json!(40.0)),
+            ("restored_ms", json!(60.0)),
+            ("agent_connected_ms", json!(61.0)),
+            ("teardown_done_ms", json!(300.0)),
+        ])
+    }
+
+    fn cold_run() -> Map<String, Value> {
+        t(&[
+            ("vm_start", json!("cold")),
+            ("host_prepared_ms", json!(1.0)),
+            ("virtiofsd_spawned_ms", json!(1.5)),
+            ("qemu_spawned_ms", json!(2.0)),
+            ("qmp_ready_ms", json!(45.0)),
+            ("restored_ms", json!(0.0)),
+            ("agent_connected_ms", json!(46.0)),
+            ("teardown_done_ms", json!(900.0)),
+        ])
+    }
+
+    #[test]
+    fn phases_skip_what_a_mode_did_not_go_through() {
+        let (host, guest) = phase_order(&[clone_run()]);
+        assert_eq!(
+            host,
+            [
+                "host_prepared_ms",
+                "qemu_spawned_ms",
+                "qmp_ready_ms",
+                "restored_ms",
+                "agent_connected_ms",
+                "teardown_done_ms"
+            ]
+        );
+        assert!(guest.is_empty(), "{guest:?}");
+        // qemu_spawned's delta is to host_prepared in a clone (no virtiofsd).
+        let d = phase_deltas(&[clone_run()], "qemu_spawned_ms", Some("host_prepared_ms"));
+        assert_eq!(d, [1.0]);
+        let (host, _) = phase_order(&[cold_run()]);
+        assert!(host.contains(&"virtiofsd_spawned_ms".to_string()));
+        assert!(!host.contains(&"restored_ms".to_string()));
+    }
+
+    #[test]
+    fn ttw_side_by_side() {
+        let ttw = Ttw {
+            bare_ms: vec![500.0, 600.0],
+            clone: HullRuns {
+                ms: vec![240.0, 260.0],
+                timings: vec![clone_run(), clone_run()],
+            },
+            cold: HullRuns {
+                ms: vec![1000.0, 1000.0],
+                timings: vec![cold_run(), cold_run()],
+            },
+            runc_ms: vec![25.0],
+            rounds: vec![
+                Round {
+                    bare: Some(500.0),
+                    clone: Some(240.0),
+                    cold: Some(1000.0),
+                    runc: Some(25.0),
+                },
+                Round {
+                    bare: Some(600.0),
+                    clone: Some(260.0),
+                    cold: Some(1000.0),
+                    runc: None,
+                },
+            ],
+            template_builds: 1,
+            ..Ttw::default()
+        };
+        let mut s = String::new();
+        ttw_markdown(&mut s, &ttw);
+        assert!(
+            s.contains("clone / bare (target ≤ 0.5) | | **0.45×**"),
+            "{s}"
+        );
+        assert!(s.contains("cold / bare | | **1.82×**"), "{s}");
+        assert!(s.contains("| restored | 60.0 | 20.0 | – | – |"), "{s}");
+        assert!(
+            s.contains("| virtiofsd_spawned | – | – | 1.5 | 0.5 |"),
+            "{s}"
+        );
+        assert!(
+            s.contains("| qemu_spawned | 2.0 | 1.0 | 2.0 | 0.5 |"),
+            "{s}"
+        );
+        assert!(s.contains("(b) clone, (b′) cold"), "{s}");
+        assert!(
+            s.contains("| b / a per round, median (min–max) | | 0.46 (0.43–0.48) |"),
+            "{s}"
+        );
+        let j = ttw_json(&ttw, &[]);
+        assert_eq!(j["ratio_clone_over_bare"], json!(0.455));
     }
 }
