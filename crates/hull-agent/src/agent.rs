@@ -274,6 +274,11 @@ impl Agent {
                 cols,
             } => self.resize(exec_id, rows, cols),
             HostRequest::Stats => Ok(Reply::Stats(procfs::stats())),
+            HostRequest::GuestStatus => Ok(Reply::GuestStatus(procfs::guest_status())),
+            HostRequest::SetOnlineCpus { online } => {
+                crate::cpus::set_online(online)?;
+                Ok(Reply::GuestStatus(procfs::guest_status()))
+            }
             HostRequest::ListProcesses => Ok(Reply::Processes {
                 pids: procfs::container_pids(),
             }),

@@ -20,6 +20,7 @@ mod agent;
 mod caps;
 mod channel;
 mod container;
+mod cpus;
 mod error;
 mod hooks;
 mod lookup;
@@ -136,6 +137,12 @@ fn early_init() {
     }
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     log::set_debug(cmdline.split_whitespace().any(|w| w == "hull.debug"));
+    // The VM has its maximum vCPUs (no CPU hotplug on microvm); the plan's are online.
+    if let Some(n) = cpus::boot_target(&cmdline) {
+        if let Err(e) = cpus::set_online(n.clamp(1, cpus::present())) {
+            info!("{e}");
+        }
+    }
 }
 
 /// Without /dev/console in the initramfs the kernel starts init with fds 0-2 closed; fill them

@@ -88,6 +88,45 @@ pub fn stats() -> Stats {
     }
 }
 
+/// A field of /proc/meminfo (`Name:`) or /proc/vmstat (`name ` with its space), in its unit.
+fn field_opt(text: &str, name: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix(name)?;
+        let rest = rest.strip_prefix(':').unwrap_or(rest);
+        rest.split_whitespace().next()?.parse().ok()
+    })
+}
+
+fn field(text: &str, name: &str) -> u64 {
+    field_opt(text, name).unwrap_or(0)
+}
+
+/// The guest's view of its memory, CPUs and kernel.
+pub fn guest_status() -> hull_protocol::GuestStatus {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let vmstat = std::fs::read_to_string("/proc/vmstat").unwrap_or_default();
+    let ticks = parse_cpu_ticks(&std::fs::read_to_string("/proc/stat").unwrap_or_default());
+    let hz = match nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK) {
+        Ok(Some(hz)) if hz > 0 => hz as u64,
+        _ => 100,
+    };
+    let major = field_opt(&vmstat, "pgmajfault ");
+    hull_protocol::GuestStatus {
+        mem_total_kib: field(&meminfo, "MemTotal"),
+        mem_free_kib: field(&meminfo, "MemFree"),
+        mem_available_kib: field(&meminfo, "MemAvailable"),
+        cached_kib: field(&meminfo, "Cached"),
+        minor_faults: field_opt(&vmstat, "pgfault ").map(|f| f.saturating_sub(major.unwrap_or(0))),
+        major_faults: major,
+        cpu_time_ns: ticks.saturating_mul(1_000_000_000 / hz),
+        cpus_online: crate::cpus::online(),
+        cpus_present: crate::cpus::present(),
+        kernel_release: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

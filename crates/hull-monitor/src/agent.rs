@@ -29,6 +29,8 @@ pub enum Event {
     Signal(i32),
     /// A request on the control socket (see `control`).
     Control(crate::control::ControlRequest),
+    /// A call of the management API (see `api`).
+    Api(crate::api::ApiCall),
 }
 
 type Pending = Arc<Mutex<HashMap<u64, Sender<Result<Reply, AgentError>>>>>;

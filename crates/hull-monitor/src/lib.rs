@@ -6,6 +6,7 @@
 //! process's status. Its PID is what engines see as the container's PID (pid-file contract).
 
 pub mod agent;
+pub mod api;
 pub mod assets;
 pub mod control;
 pub mod devices;

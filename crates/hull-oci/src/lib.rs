@@ -12,8 +12,9 @@ pub mod publish;
 pub use bundle::{is_bind_mount, read_spec, Bundle};
 pub use default_spec::default_spec;
 pub use plan::{
-    FsCache, NetBackend, Share, ShareTree, VmPlan, ANNOTATION_MEMORY_MIB, ANNOTATION_NET_BACKEND,
-    ANNOTATION_ROOTFS_CACHE, ANNOTATION_VCPUS, ANNOTATION_VM_TEMPLATE, DEFAULT_MEMORY_MIB,
+    FsCache, NetBackend, Share, ShareTree, VmPlan, ANNOTATION_MAX_VCPUS, ANNOTATION_MEMORY_MIB,
+    ANNOTATION_NET_BACKEND, ANNOTATION_ROOTFS_CACHE, ANNOTATION_VCPUS, ANNOTATION_VM_TEMPLATE,
+    DEFAULT_MEMORY_MIB, MAX_VCPUS,
 };
 
 use std::path::PathBuf;

@@ -10,6 +10,12 @@ pub const DEFAULT_MEMORY_MIB: u32 = 256;
 pub const ANNOTATION_MEMORY_MIB: &str = "org.hull.vm.memory_mib";
 /// Annotation that sets the number of vCPUs.
 pub const ANNOTATION_VCPUS: &str = "org.hull.vm.vcpus";
+/// Annotation that sets the most vCPUs the VM can have online (the management API's
+/// `PUT /v1/vm/vcpus`); default: the vCPUs it starts with (no extra vCPU threads, the
+/// template shape of a VM that does not ask for more).
+pub const ANNOTATION_MAX_VCPUS: &str = "org.hull.vm.max_vcpus";
+/// The most vCPUs a VM is created with.
+pub const MAX_VCPUS: u32 = 64;
 /// RAM the guest kernel and agent need on top of a container's memory limit.
 const GUEST_OVERHEAD_MIB: u64 = 64;
 const MIN_MEMORY_MIB: u64 = 128;
@@ -99,7 +105,10 @@ pub struct Share {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmPlan {
     pub memory_mib: u32,
+    /// vCPUs online when the container starts.
     pub vcpus: u32,
+    /// vCPUs QEMU creates: the most that can be online (at least `vcpus`).
+    pub max_vcpus: u32,
     /// The rootfs first (in [`ShareTree::Rootfs`]), then one share per bind mount (in
     /// [`ShareTree::Volumes`]).
     pub shares: Vec<Share>,
@@ -166,6 +175,9 @@ impl VmPlan {
                 .unwrap_or(1),
         };
         let vcpus = vcpus.clamp(1, u64::from(host_cpus.max(1)));
+        let max_vcpus = annotation(ANNOTATION_MAX_VCPUS)?
+            .unwrap_or(vcpus)
+            .clamp(vcpus, u64::from(MAX_VCPUS).max(vcpus));
 
         let rootfs_cache = match annotations.get(ANNOTATION_ROOTFS_CACHE).map(String::as_str) {
             None | Some("always") => FsCache::Always,
@@ -246,6 +258,7 @@ impl VmPlan {
             memory_mib: u32::try_from(memory_mib).unwrap_or(u32::MAX),
             template,
             vcpus: vcpus as u32,
+            max_vcpus: max_vcpus as u32,
             shares,
             rootfs_cache,
             publish,
@@ -351,6 +364,20 @@ mod tests {
         assert_eq!(plan(c.clone()).unwrap().vcpus, 2);
         c["linux"]["resources"]["cpu"]["quota"] = json!(800000);
         assert_eq!(plan(c).unwrap().vcpus, 2, "capped at host cpus");
+    }
+
+    #[test]
+    fn max_vcpus_defaults_to_vcpus_and_is_at_least_vcpus() {
+        let p = plan(base()).unwrap();
+        assert_eq!((p.vcpus, p.max_vcpus), (1, 1));
+        let mut c = base();
+        c["annotations"] = json!({ANNOTATION_MAX_VCPUS: "4", ANNOTATION_VCPUS: "2"});
+        let p = plan(c.clone()).unwrap();
+        assert_eq!((p.vcpus, p.max_vcpus), (2, 4));
+        c["annotations"] = json!({ANNOTATION_MAX_VCPUS: "1", ANNOTATION_VCPUS: "2"});
+        assert_eq!(plan(c.clone()).unwrap().max_vcpus, 2);
+        c["annotations"] = json!({ANNOTATION_MAX_VCPUS: "0"});
+        assert!(plan(c).is_err());
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub use messages::*;
 pub use net::{IpNet, NetInterface, NetRoute, NetworkConfig};
 
 /// Version of the message set. The host sends it in `Hello`; the agent answers with its own.
-pub const PROTOCOL_VERSION: u8 = 4;
+pub const PROTOCOL_VERSION: u8 = 5;
 
 /// Version of the frame layout (header byte 2).
 pub const FRAME_FORMAT: u8 = 1;

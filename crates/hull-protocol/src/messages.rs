@@ -85,6 +85,13 @@ pub enum HostRequest {
     ListProcesses,
     /// Power the VM off now. Reply: `Ok` (then the channel goes away).
     Shutdown,
+    /// The guest's view of its memory, CPUs and kernel (for the management API).
+    /// Reply: [`Reply::GuestStatus`].
+    GuestStatus,
+    /// Put exactly `online` CPUs online (cpu0 .. cpu`online-1`, through
+    /// `/sys/devices/system/cpu/cpuN/online`), the others offline. `online` must be at least 1
+    /// and at most the CPUs the guest has. Reply: [`Reply::GuestStatus`] afterwards.
+    SetOnlineCpus { online: u32 },
 }
 
 /// The container as the agent must set it up.
@@ -168,6 +175,29 @@ pub enum Reply {
     Processes {
         pids: Vec<i32>,
     },
+    GuestStatus(GuestStatus),
+}
+
+/// The guest's view of itself: memory from `/proc/meminfo` (KiB), CPU time from `/proc/stat`,
+/// CPUs from `/sys/devices/system/cpu`, the kernel's release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestStatus {
+    pub mem_total_kib: u64,
+    pub mem_free_kib: u64,
+    pub mem_available_kib: u64,
+    pub cached_kib: u64,
+    /// Minor and major page faults since boot (`/proc/vmstat` `pgfault`, `pgmajfault`;
+    /// `None` without the kernel's VM event counters).
+    pub minor_faults: Option<u64>,
+    pub major_faults: Option<u64>,
+    /// user + nice + system time of all CPUs since boot, nanoseconds.
+    pub cpu_time_ns: u64,
+    /// CPUs online (what `nproc` counts).
+    pub cpus_online: u32,
+    /// CPUs present (the VM's vCPUs).
+    pub cpus_present: u32,
+    /// `uname -r`.
+    pub kernel_release: String,
 }
 
 /// A failed request: what failed and why, in words for a person.

@@ -116,6 +116,16 @@ pub enum Device {
         mac: String,
         mtu: Option<u32>,
     },
+    /// A memory balloon (`virtio-balloon-device`, virtio-mmio on microvm): the host sets a
+    /// target (QMP `balloon`) and the guest gives pages back until it is met.
+    VirtioBalloon {
+        id: String,
+        /// `free-page-reporting`: the guest reports pages it freed and QEMU discards them, so
+        /// the host gets them back without any target.
+        free_page_reporting: bool,
+        /// `deflate-on-oom`: the guest takes pages back from the balloon rather than OOM-kill.
+        deflate_on_oom: bool,
+    },
 }
 
 impl Device {
@@ -145,6 +155,18 @@ impl Device {
                 }
                 a
             }
+            Device::VirtioBalloon {
+                id,
+                free_page_reporting,
+                deflate_on_oom,
+            } => {
+                let onoff = |b: bool| if b { "on" } else { "off" };
+                format!(
+                    "virtio-balloon-device,id={id},free-page-reporting={},deflate-on-oom={}",
+                    onoff(*free_page_reporting),
+                    onoff(*deflate_on_oom)
+                )
+            }
         }
     }
 }
@@ -157,6 +179,8 @@ pub struct QemuCommand {
     pub accel: Accel,
     /// TCG translation-cache size in MiB (bounds QEMU's RSS under TCG).
     pub tcg_tb_size_mib: u32,
+    /// vCPUs QEMU creates (`-smp`): the most the guest can have online (microvm has no CPU
+    /// hotplug; the agent onlines and offlines them).
     pub vcpus: u32,
     pub memory_mib: u32,
     pub memory: Memory,
@@ -318,6 +342,21 @@ mod tests {
         assert!(p.contains(&("-accel".into(), "tcg,tb-size=32".into())));
         assert!(p.contains(&("-cpu".into(), "max".into())));
         assert!(p.contains(&("-smp".into(), "2".into())));
+    }
+
+    #[test]
+    fn balloon_has_free_page_reporting_and_no_deflate_on_oom() {
+        let mut c = sample();
+        c.devices.push(Device::VirtioBalloon {
+            id: "balloon0".into(),
+            free_page_reporting: true,
+            deflate_on_oom: false,
+        });
+        let p = pairs(&c.args());
+        assert!(p.contains(&(
+            "-device".into(),
+            "virtio-balloon-device,id=balloon0,free-page-reporting=on,deflate-on-oom=off".into()
+        )));
     }
 
     #[test]

@@ -120,6 +120,19 @@ impl QmpClient {
         }
     }
 
+    /// Sets the guest's memory target (`balloon`): the balloon inflates or deflates until the
+    /// guest has `bytes` of its RAM. Returns at once; the guest follows asynchronously.
+    pub fn balloon(&mut self, bytes: u64) -> Result<(), QmpError> {
+        let value = i64::try_from(bytes).unwrap_or(i64::MAX);
+        self.exec("balloon", qmp::balloon { value }).map(drop)
+    }
+
+    /// The guest's memory as the balloon has it now (`query-balloon`'s `actual`), bytes.
+    pub fn balloon_actual(&mut self) -> Result<u64, QmpError> {
+        let info = self.exec("query-balloon", qmp::query_balloon {})?;
+        Ok(info.actual.max(0) as u64)
+    }
+
     /// Asks QEMU to exit now.
     pub fn quit(&mut self) -> Result<(), QmpError> {
         self.exec("quit", qmp::quit {}).map(drop)

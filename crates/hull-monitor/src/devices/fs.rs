@@ -123,6 +123,13 @@ impl VmDevice for FsShare {
         })
     }
 
+    fn host_pids(&self) -> Vec<(String, u32)> {
+        match &self.daemon {
+            Some(d) => crate::api::with_children("virtiofsd", d.child.id()),
+            None => Vec::new(),
+        }
+    }
+
     fn stop(&mut self) {
         if let Some(d) = &mut self.daemon {
             d.child.wait_or_kill(std::time::Duration::from_secs(1));

@@ -6,6 +6,7 @@
 //! line), `dead_backend` (a backend that died), `stop` (after QEMU has exited). A new device
 //! is one new module plus one line in [`from_plan`].
 
+mod balloon;
 mod fs;
 mod net;
 mod passt;
@@ -63,6 +64,10 @@ pub trait VmDevice: Send {
     }
     /// Stops the host side once QEMU has exited.
     fn stop(&mut self) {}
+    /// The host processes of the backend (name, PID), for the VM's host usage.
+    fn host_pids(&self) -> Vec<(String, u32)> {
+        Vec::new()
+    }
 }
 
 /// What decides the device list besides the plan.
@@ -152,6 +157,7 @@ pub fn from_plan(plan: &VmPlan, opts: DeviceOptions) -> Vec<Box<dyn VmDevice>> {
         d.push(Box::new(fs::FsShare::volumes(transport, FsCache::Auto)));
     }
     d.extend(net::devices(opts.net, opts.template));
+    d.push(Box::new(balloon::Balloon::new(opts.template)));
     match opts.user_net {
         None => {}
         Some(UserNetBackend::Slirp) => d.push(Box::new(user_net::UserNet {

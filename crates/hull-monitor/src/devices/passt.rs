@@ -182,6 +182,13 @@ impl VmDevice for Passt {
         })
     }
 
+    fn host_pids(&self) -> Vec<(String, u32)> {
+        self.daemon
+            .iter()
+            .map(|d| ("passt".to_owned(), d.id()))
+            .collect()
+    }
+
     fn stop(&mut self) {
         // QEMU has exited: passt (`--one-off`) follows its connection.
         if let Some(d) = &mut self.daemon {

@@ -19,7 +19,7 @@ const CREATE_TIMEOUT: Duration = Duration::from_secs(30);
 impl Monitor {
     pub(super) fn create_container(
         &mut self,
-        host: &Host,
+        host: &mut Host,
         vmm: &mut Vmm,
     ) -> Result<ContainerState, MonitorError> {
         let bundle = &host.bundle;
@@ -72,6 +72,7 @@ impl Monitor {
             .and_then(|h| h.poststart().clone())
             .unwrap_or_default();
         host.sd.save(&state)?;
+        self.serve_api(host, vmm)?;
         if let Some(p) = &self.opts.pid_file {
             sys::write_pid_file(p, std::process::id() as i32)?;
         }

@@ -12,6 +12,7 @@ mod boot;
 mod create;
 pub(crate) use create::container_state;
 mod exec;
+mod manage;
 mod pod;
 mod prepare;
 mod serve;
@@ -89,6 +90,7 @@ pub fn run(opts: Options) -> Result<i32, MonitorError> {
         poststart: Vec::new(),
         start_timeout: REQUEST_TIMEOUT,
         members: HashMap::new(),
+        facts: None,
     };
     let r = m.run();
     if let (Err(e), Some(ready)) = (&r, m.ready.as_mut()) {
@@ -119,6 +121,8 @@ struct Monitor {
     start_timeout: Duration,
     /// Later containers of the pod whose VM this is (see `pod`).
     members: HashMap<String, pod::Member>,
+    /// What the management API reports (from the create phase on).
+    facts: Option<manage::Facts>,
 }
 
 struct ExecEntry {
@@ -160,7 +164,7 @@ impl Monitor {
         let mut host = self.prepare_host(bundle)?;
         let mut vmm = self.start_vmm(&mut host)?;
         self.boot_handshake(&host, &mut vmm)?;
-        let mut state = self.create_container(&host, &mut vmm)?;
+        let mut state = self.create_container(&mut host, &mut vmm)?;
         let status = self.serve(&mut host, &mut vmm, &mut state)?;
         self.teardown(&mut host, vmm, &mut state, status)
     }
@@ -174,6 +178,11 @@ impl Monitor {
         status: hull_protocol::ExitStatus,
     ) -> Result<i32, MonitorError> {
         self.timings.process_exited_ms = self.ms();
+        // The API answers 503 from now on; its socket goes before the state directory.
+        if let Some(f) = &self.facts {
+            f.gone();
+        }
+        drop(host.api.take());
         state.status = Status::Stopped;
         state.pid = 0;
         state.exit_status = Some(status.shell_code());

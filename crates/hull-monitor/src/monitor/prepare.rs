@@ -20,6 +20,9 @@ use crate::{log, sys, MonitorError};
 
 /// What the host side holds for the rest of the monitor's life.
 pub struct Host {
+    /// The management API (from the create phase on). First: dropped before `guard` removes
+    /// the state directory.
+    pub api: Option<super::manage::ApiHandle>,
     pub sd: StateDir,
     pub guard: StateGuard,
     pub bundle: Bundle,
@@ -136,6 +139,7 @@ impl Monitor {
             user_net,
         };
         let mut host = Host {
+            api: None,
             sd,
             guard,
             bundle,

@@ -188,8 +188,12 @@ impl Monitor {
                 Event::Signal(sig) if sig == libc::SIGTERM || sig == libc::SIGINT => {
                     return Ok(Some(ExitStatus::Signal(sig)))
                 }
+                Event::Api(call) => self.api_call(vm, state, sd, call),
                 Event::Signal(_) | Event::Agent(_) => {}
-                Event::Disconnected(_) => return Err(gone("waiting for start")),
+                Event::Disconnected(_) => {
+                    self.vm_gone();
+                    return Err(gone("waiting for start"));
+                }
             }
         }
     }
@@ -253,7 +257,9 @@ impl Monitor {
                         let _ = c.reply.send(reply);
                     }
                 },
+                Event::Api(call) => self.api_call(vm, state, sd, call),
                 Event::Disconnected(why) => {
+                    self.vm_gone();
                     log::error(&format!("VM went away: {why}"));
                     return Err(MonitorError::GuestGone {
                         what: "the container was running".into(),
@@ -262,6 +268,13 @@ impl Monitor {
                     });
                 }
             }
+        }
+    }
+
+    /// The VM is gone: API calls answer 503 from now on.
+    fn vm_gone(&self) {
+        if let Some(f) = &self.facts {
+            f.gone();
         }
     }
 

@@ -223,7 +223,7 @@ impl Monitor {
             name: format!("hull-{}", self.opts.id),
             accel: host.accel.accel,
             tcg_tb_size_mib: env_u64("HULL_TCG_TB_SIZE_MIB").unwrap_or(64) as u32,
-            vcpus: host.plan.vcpus,
+            vcpus: host.plan.max_vcpus,
             memory_mib: host.plan.memory_mib,
             memory: Memory::SharedMemfd,
             kernel: host.assets.kernel.clone(),
@@ -261,6 +261,9 @@ impl Monitor {
                 cmdline.push_str(&format!(" tsc_early_khz={khz}"));
             }
         }
+        // QEMU creates the most vCPUs the VM can have (no CPU hotplug on microvm): the agent
+        // keeps the plan's online from boot (and the API changes that).
+        cmdline.push_str(&format!(" hull.vcpus={}", host.plan.vcpus));
         if self.opts.debug {
             cmdline.push_str(" hull.debug");
         } else {
