@@ -42,6 +42,8 @@ pub fn features(_ctx: &Ctx, _a: liboci_cli::Features) -> Result<i32> {
             hull_oci::ANNOTATION_VM_TEMPLATE: "on (default) or off: clone the VM from a template (VMs of one shape share read-only memory pages) or boot it",
             hull_oci::ANNOTATION_MEMORY_MIB: "guest RAM in MiB",
             hull_oci::ANNOTATION_VCPUS: "number of vCPUs",
+            hull_oci::ANNOTATION_MAX_VCPUS: "most vCPUs the management API can put online (default: the starting vCPUs)",
+            "io.github.hull.api": "management API (REST, OpenAPI api/hull-vm.openapi.json) on <root>/<id>/api.sock: info, metrics, pause/resume, memory (balloon) and vCPU resize",
             hull_oci::ANNOTATION_ROOTFS_CACHE: "guest caching of the rootfs: always (default) or auto",
             hull_oci::publish::ANNOTATION_PUBLISH: "ports published on user-mode networking (no network namespace in the spec): [IP:]HOST:CONTAINER[/tcp|udp], comma-separated",
             "io.github.hull.network": "the network namespace's interfaces are wired into the VM (tap + tc mirred); no network namespace = QEMU user-mode networking",
