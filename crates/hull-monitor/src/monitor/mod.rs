@@ -17,6 +17,7 @@ mod pod;
 mod prepare;
 mod serve;
 mod vmm;
+pub(crate) use vmm::spawn_qemu;
 
 use std::collections::HashMap;
 use std::fs::File;

@@ -10,7 +10,6 @@ use std::time::Duration;
 use std::io::IsTerminal;
 
 use hull_qemu::{Accel, Memory, QemuCommand, QmpClient};
-use hull_state::StateDir;
 
 use super::prepare::Host;
 use super::{bind, env_u64, guest_timeout, Monitor};
@@ -53,7 +52,7 @@ impl Monitor {
                 None => None,
             };
         fds.extend(state.as_ref().map(|f| f.as_raw_fd()));
-        let mut qemu = spawn_qemu(&qcmd, &host.sd, &fds)?;
+        let mut qemu = spawn_qemu(&qcmd, &host.sd.dir, &fds)?;
         self.timings.qemu_spawned_ms = self.ms();
 
         let what = "QEMU's QMP connection";
@@ -290,16 +289,16 @@ fn notice(text: &str) {
 
 /// Starts QEMU in the state directory: its socket and log paths are relative to it, so they
 /// stay short whatever the state root is. `fds` are inherited at their numbers (taps).
-fn spawn_qemu(
+pub(crate) fn spawn_qemu(
     q: &QemuCommand,
-    sd: &StateDir,
+    dir: &std::path::Path,
     fds: &[std::os::fd::RawFd],
 ) -> Result<ChildGuard, MonitorError> {
-    let log = sd.path("qemu.log");
+    let log = dir.join("qemu.log");
     let log_file =
         File::create(&log).map_err(MonitorError::sys(format!("create {}", log.display())))?;
     let mut cmd = q.command();
-    cmd.current_dir(&sd.dir);
+    cmd.current_dir(dir);
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log_file);

@@ -4,7 +4,6 @@
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use hull_net::host::Tap;
@@ -42,10 +41,10 @@ pub fn build(
         id: "template".into(),
         dir: dir.to_path_buf(),
     };
-    let agent_listener = bind(&sd, "agent.sock")?;
-    let qmp_listener = bind(&sd, "qmp.sock")?;
+    let agent_listener = crate::monitor::bind(&sd, "agent.sock")?;
+    let qmp_listener = crate::monitor::bind(&sd, "qmp.sock")?;
     let fds: Vec<RawFd> = taps.iter().map(|t| t.fd.as_raw_fd()).collect();
-    let mut qemu = spawn(&q, dir, &fds)?;
+    let mut qemu = crate::monitor::spawn_qemu(&q, dir, &fds)?;
     let log = dir.join("qemu.log");
     let accepted = |l: &UnixListener, qemu: &mut ChildGuard, what: &str| match sys::accept_within(
         l,
@@ -129,29 +128,6 @@ fn template_command(clone_cmd: &QemuCommand, dir: &Path, taps: &[Tap]) -> QemuCo
         }
     }
     q
-}
-
-fn bind(sd: &StateDir, name: &str) -> Result<UnixListener, MonitorError> {
-    crate::monitor::bind(sd, name)
-}
-
-fn spawn(q: &QemuCommand, dir: &Path, fds: &[RawFd]) -> Result<ChildGuard, MonitorError> {
-    let log = dir.join("qemu.log");
-    let log_file = std::fs::File::create(&log)
-        .map_err(MonitorError::sys(format!("create {}", log.display())))?;
-    let mut cmd = q.command();
-    cmd.current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log_file);
-    for fd in fds {
-        sys::inherit_fd(&mut cmd, *fd);
-    }
-    sys::kill_with_parent(&mut cmd);
-    let child = cmd
-        .spawn()
-        .map_err(MonitorError::sys(format!("start {}", q.binary.display())))?;
-    Ok(ChildGuard::new("qemu", child))
 }
 
 /// The error for a template QEMU that exited: its log is kept outside the build directory
