@@ -16,7 +16,7 @@ apt_packages=(
   # guest kernel build
   linux-source-6.1 bc bison flex libelf-dev libssl-dev cpio xz-utils file make gcc
   # test fixtures and real engines for the conformance tests
-  busybox-static runc podman containerd docker.io buildah skopeo docker-registry util-linux containernetworking-plugins netavark aardvark-dns iproute2 protobuf-compiler
+  busybox-static runc podman containerd docker.io buildah skopeo docker-registry util-linux containernetworking-plugins netavark aardvark-dns iproute2 protobuf-compiler curl
 )
 missing=()
 for p in "${apt_packages[@]}"; do
