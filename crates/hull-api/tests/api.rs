@@ -359,7 +359,10 @@ fn curl_over_the_unix_socket() {
         .arg("--version")
         .output()
         .is_ok();
-    assert!(found, "curl not found: apt-get install curl (scripts/setup.sh installs it)");
+    assert!(
+        found,
+        "curl not found: apt-get install curl (scripts/setup.sh installs it)"
+    );
     let served = start_default();
     let output = std::process::Command::new("curl")
         .args(["-sS", "--fail-with-body", "--unix-socket"])
