@@ -301,6 +301,14 @@ pub struct Container {
     pub stderr: PathBuf,
 }
 
+/// The monitor's `HULL_TIMINGS_FILE` at `path` (empty when it wrote none or it is unreadable).
+pub fn read_timings(path: &Path) -> Map<String, Value> {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
+}
+
 impl Container {
     /// Starts `run --bundle BUNDLE ID` with stdin from /dev/null, stdout to `stdout`
     /// (`None`: discarded) and stderr to `<logs>/<id>.stderr`.

@@ -157,10 +157,7 @@ pub fn guest(ctx: &Ctx, root: &StateRoot, mode: VmStart, bundle: &Path, id: &str
             c.stderr_text()
         );
     }
-    let timings = std::fs::read_to_string(&tfile)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default();
+    let timings = crate::hull::read_timings(&tfile);
     mode.check(&timings, false)?;
     parse_guest(&text)
 }

@@ -115,10 +115,7 @@ pub fn hull(
     if !st.success() {
         bail!("hull-runtime run {id} failed ({st}): {}", c.stderr_text());
     }
-    let timings = std::fs::read_to_string(&tfile)
-        .ok()
-        .and_then(|t| serde_json::from_str::<Map<String, Value>>(&t).ok())
-        .unwrap_or_default();
+    let timings = crate::hull::read_timings(&tfile);
     Ok((ms(t1 - t0), timings))
 }
 

@@ -317,8 +317,9 @@ fn collect_garbage(base: &Path, keep: &str) {
                 "VM template {}: inputs changed, removed",
                 t.dir.display()
             ));
+            // The (empty) lock file stays: unlinking it would let a starter that has it open
+            // lock the old inode while another creates a new one, and both would build.
             let _ = std::fs::remove_dir_all(&t.dir);
-            let _ = std::fs::remove_file(&t.lock);
         }
     }
 }
