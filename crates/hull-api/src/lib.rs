@@ -34,8 +34,18 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! From Rust, [`Client`] is a blocking client of the socket (one connection per request,
+//! a deadline for each):
+//!
+//! ```no_run
+//! let vm = hull_api::Client::new("/run/hull/ID/api.sock").set_vcpus(2)?;
+//! assert_eq!(vm.vcpus.online, 2);
+//! # Ok::<(), hull_api::ClientError>(())
+//! ```
 
 mod backend;
+mod client;
 pub mod error;
 mod openapi;
 mod routes;
@@ -44,6 +54,7 @@ mod socket;
 mod types;
 
 pub use backend::Backend;
+pub use client::{Client, ClientError, DEFAULT_TIMEOUT as CLIENT_TIMEOUT};
 pub use error::{ApiError, ErrorBody, ErrorCode, ServeError};
 pub use openapi::{openapi, openapi_json, OPENAPI_FILE};
 pub use routes::BODY_LIMIT;

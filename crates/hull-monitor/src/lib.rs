@@ -16,6 +16,7 @@ pub mod host_probe;
 pub mod log;
 pub mod member;
 mod monitor;
+mod qemu_filter;
 pub mod share;
 pub mod sys;
 pub mod template;

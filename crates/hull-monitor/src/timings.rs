@@ -19,6 +19,8 @@ pub struct Timings {
     pub qmp_ready_ms: f64,
     pub agent_connected_ms: f64,
     pub agent_ready_ms: f64,
+    /// The balloon took the memory above the planned size (`org.hull.vm.max_memory_mib`).
+    pub balloon_ms: f64,
     pub container_created_ms: f64,
     pub process_started_ms: f64,
     pub process_exited_ms: f64,

@@ -11,10 +11,11 @@ pub mod publish;
 
 pub use bundle::{is_bind_mount, read_spec, Bundle};
 pub use default_spec::default_spec;
+pub use plan::{memory_mib_for_limit, vcpus_for_quota};
 pub use plan::{
-    FsCache, NetBackend, Share, ShareTree, VmPlan, ANNOTATION_MAX_VCPUS, ANNOTATION_MEMORY_MIB,
-    ANNOTATION_NET_BACKEND, ANNOTATION_ROOTFS_CACHE, ANNOTATION_VCPUS, ANNOTATION_VM_TEMPLATE,
-    DEFAULT_MEMORY_MIB, MAX_VCPUS,
+    FsCache, NetBackend, Share, ShareTree, VmPlan, ANNOTATION_MAX_MEMORY_MIB, ANNOTATION_MAX_VCPUS,
+    ANNOTATION_MEMORY_MIB, ANNOTATION_NET_BACKEND, ANNOTATION_ROOTFS_CACHE, ANNOTATION_VCPUS,
+    ANNOTATION_VM_TEMPLATE, DEFAULT_MEMORY_MIB, MAX_VCPUS, MIN_MEMORY_MIB,
 };
 
 use std::path::PathBuf;

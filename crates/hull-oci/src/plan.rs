@@ -14,11 +14,37 @@ pub const ANNOTATION_VCPUS: &str = "org.hull.vm.vcpus";
 /// `PUT /v1/vm/vcpus`); default: the vCPUs it starts with (no extra vCPU threads, the
 /// template shape of a VM that does not ask for more).
 pub const ANNOTATION_MAX_VCPUS: &str = "org.hull.vm.max_vcpus";
+/// Annotation that sets the most memory (MiB) the VM can be given later (the management API's
+/// `PUT /v1/vm/memory`, `hull-runtime update --memory`); default: the memory it starts with.
+/// QEMU gets this much RAM and a balloon takes the difference away at boot.
+pub const ANNOTATION_MAX_MEMORY_MIB: &str = "org.hull.vm.max_memory_mib";
 /// The most vCPUs a VM is created with.
 pub const MAX_VCPUS: u32 = 64;
 /// RAM the guest kernel and agent need on top of a container's memory limit.
 const GUEST_OVERHEAD_MIB: u64 = 64;
-const MIN_MEMORY_MIB: u64 = 128;
+/// The least memory a VM gets, MiB.
+pub const MIN_MEMORY_MIB: u64 = 128;
+
+/// The VM memory (MiB) for a container memory limit in bytes: the limit plus what the guest
+/// kernel and agent need, at least [`MIN_MEMORY_MIB`]. `None` for no limit (0 or negative).
+pub fn memory_mib_for_limit(limit: i64) -> Option<u64> {
+    (limit > 0).then(|| {
+        (limit as u64)
+            .div_ceil(1 << 20)
+            .saturating_add(GUEST_OVERHEAD_MIB)
+            .max(MIN_MEMORY_MIB)
+    })
+}
+
+/// The vCPUs for a CFS quota and period (µs): the quota's CPUs rounded up (docker's
+/// `--cpus 1.5` is quota 150000, period 100000: 2 vCPUs). `None` for no quota (unset, 0,
+/// or -1) or no period.
+pub fn vcpus_for_quota(quota: Option<i64>, period: Option<u64>) -> Option<u64> {
+    match (quota, period) {
+        (Some(q), Some(p)) if q > 0 && p > 0 => Some((q as u64).div_ceil(p)),
+        _ => None,
+    }
+}
 
 /// Annotation that sets how the guest caches the rootfs: `always` (default) or `auto`.
 pub const ANNOTATION_ROOTFS_CACHE: &str = "org.hull.rootfs.cache";
@@ -104,7 +130,10 @@ pub struct Share {
 /// What the monitor builds for one container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmPlan {
+    /// Memory the guest has when the container starts, MiB.
     pub memory_mib: u32,
+    /// RAM QEMU gets: the most the guest can be given (at least `memory_mib`).
+    pub max_memory_mib: u32,
     /// vCPUs online when the container starts.
     pub vcpus: u32,
     /// vCPUs QEMU creates: the most that can be online (at least `vcpus`).
@@ -153,25 +182,20 @@ impl VmPlan {
 
         let memory_mib = match annotation(ANNOTATION_MEMORY_MIB)? {
             Some(m) => m.max(MIN_MEMORY_MIB),
-            None => match resources
+            None => resources
                 .and_then(|r| r.memory().as_ref())
                 .and_then(|m| m.limit())
-            {
-                Some(limit) if limit > 0 => (limit as u64)
-                    .div_ceil(1 << 20)
-                    .saturating_add(GUEST_OVERHEAD_MIB)
-                    .max(MIN_MEMORY_MIB),
-                _ => u64::from(DEFAULT_MEMORY_MIB),
-            },
+                .and_then(memory_mib_for_limit)
+                .unwrap_or(u64::from(DEFAULT_MEMORY_MIB)),
         };
+        let max_memory_mib = annotation(ANNOTATION_MAX_MEMORY_MIB)?
+            .unwrap_or(memory_mib)
+            .max(memory_mib);
         let vcpus = match annotation(ANNOTATION_VCPUS)? {
             Some(n) => n,
             None => resources
                 .and_then(|r| r.cpu().as_ref())
-                .and_then(|c| match (c.quota(), c.period()) {
-                    (Some(q), Some(p)) if q > 0 && p > 0 => Some((q as u64).div_ceil(p)),
-                    _ => None,
-                })
+                .and_then(|c| vcpus_for_quota(c.quota(), c.period()))
                 .unwrap_or(1),
         };
         let vcpus = vcpus.clamp(1, u64::from(host_cpus.max(1)));
@@ -256,6 +280,7 @@ impl VmPlan {
         };
         Ok(Self {
             memory_mib: u32::try_from(memory_mib).unwrap_or(u32::MAX),
+            max_memory_mib: u32::try_from(max_memory_mib).unwrap_or(u32::MAX),
             template,
             vcpus: vcpus as u32,
             max_vcpus: max_vcpus as u32,
@@ -364,6 +389,20 @@ mod tests {
         assert_eq!(plan(c.clone()).unwrap().vcpus, 2);
         c["linux"]["resources"]["cpu"]["quota"] = json!(800000);
         assert_eq!(plan(c).unwrap().vcpus, 2, "capped at host cpus");
+    }
+
+    #[test]
+    fn max_memory_defaults_to_memory_and_is_at_least_memory() {
+        let mut c = base();
+        let p = plan(c.clone()).unwrap();
+        assert_eq!(p.max_memory_mib, p.memory_mib);
+        c["annotations"] = json!({ANNOTATION_MAX_MEMORY_MIB: "1024", ANNOTATION_MEMORY_MIB: "256"});
+        let p = plan(c.clone()).unwrap();
+        assert_eq!((p.memory_mib, p.max_memory_mib), (256, 1024));
+        c["annotations"] = json!({ANNOTATION_MAX_MEMORY_MIB: "200", ANNOTATION_MEMORY_MIB: "256"});
+        assert_eq!(plan(c.clone()).unwrap().max_memory_mib, 256);
+        c["annotations"] = json!({ANNOTATION_MAX_MEMORY_MIB: "lots"});
+        assert!(plan(c).is_err());
     }
 
     #[test]

@@ -40,6 +40,8 @@ enum Cmd {
     Pause(liboci_cli::Pause),
     Resume(liboci_cli::Resume),
     Events(liboci_cli::Events),
+    /// Update the container's resources: memory and CPUs resize its VM.
+    Update(commands::update::UpdateArgs),
     Spec(liboci_cli::Spec),
     Features(liboci_cli::Features),
 }
@@ -80,6 +82,7 @@ fn main() {
         Cmd::Pause(a) => commands::pause::pause(&ctx, a),
         Cmd::Resume(a) => commands::pause::resume(&ctx, a),
         Cmd::Events(a) => commands::events::events(&ctx, a),
+        Cmd::Update(a) => commands::update::update(&ctx, a),
         Cmd::Spec(a) => commands::spec::spec(&ctx, a),
         Cmd::Features(a) => commands::features::features(&ctx, a),
     };

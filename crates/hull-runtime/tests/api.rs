@@ -126,7 +126,7 @@ impl Vm {
 
 #[test]
 fn memory_and_vcpus_resize_in_the_guest_and_bad_requests_change_nothing() {
-    // Cold boot: a template's clone cannot inflate its balloon (see the next test).
+    // Cold boot (virtio-fs, a memfd for RAM); the next test resizes a template's clone.
     let vm = Vm::start(
         "apivm",
         json!({"org.hull.vm.template": "off", "org.hull.vm.max_vcpus": "2",
@@ -252,26 +252,160 @@ fn memory_and_vcpus_resize_in_the_guest_and_bad_requests_change_nothing() {
     vm.root.assert_clean("apivm");
 }
 
+/// The template memory file a clone's QEMU maps (from its /proc/PID/maps), and its SHA-256.
+fn mapped_template(qemu_pid: u64) -> (PathBuf, String) {
+    let maps = std::fs::read_to_string(format!("/proc/{qemu_pid}/maps")).unwrap();
+    let path = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .find(|p| p.ends_with("/memory"))
+        .unwrap_or_else(|| panic!("QEMU {qemu_pid} maps no template memory file"));
+    (PathBuf::from(path), sha256(std::path::Path::new(path)))
+}
+
+impl Vm {
+    fn qemu_pid(&self) -> u64 {
+        self.get("/v1/vm/metrics").body["host"]["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "qemu-system-x86_64")
+            .unwrap()["pid"]
+            .as_u64()
+            .unwrap()
+    }
+}
+
 #[test]
-fn a_template_clone_serves_the_api_resizes_vcpus_and_refuses_to_inflate() {
-    let vm = Vm::start("apiclone", json!({"org.hull.vm.max_vcpus": "2"}));
+fn a_template_clone_resizes_without_touching_its_template() {
+    let annotations = json!({"org.hull.vm.max_vcpus": "2", "org.hull.vm.max_memory_mib": "320"});
+    let vm = Vm::start("apiclone", annotations.clone());
     let info = vm.info();
     assert_eq!(info["vm_start"], "clone", "{info}");
     assert_eq!(info["vcpus"], json!({"online": 1, "max": 2}));
+    // 320 MiB of RAM, 64 of them in the balloon from the start.
+    assert_eq!(info["memory_mib"]["configured"], 320, "{info}");
+    assert_eq!(info["memory_mib"]["target"], 256, "{info}");
     assert_eq!(vm.nproc(), 1, "the template's offlined vCPU stays offline");
-    let r = vm.put("/v1/vm/memory", r#"{"memory_mib": 192}"#);
-    assert_eq!(r.status, 409, "{}", r.body);
-    assert!(r.body["message"].as_str().unwrap().contains("template"));
-    assert_eq!(vm.info()["memory_mib"]["target"], 256);
-    // Its configured size is fine (nothing to do).
+    let (template, sum) = mapped_template(vm.qemu_pid());
+
+    // The guest writes into its memory (page cache), then grows to all 320 MiB and shrinks to
+    // 192: the balloon deflates and inflates in the clone, and its QEMU drops its own copies
+    // only (see qemu_filter).
+    vm.exec(&[
+        "sh",
+        "-c",
+        "head -c 33554432 /dev/urandom > /tmp/fill && rm /tmp/fill",
+    ]);
+    let start = vm.guest_mem_total_kib();
+    let r = vm.put("/v1/vm/memory", r#"{"memory_mib": 320}"#);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let full = vm.guest_mem_total_kib();
     assert_eq!(
-        vm.put("/v1/vm/memory", r#"{"memory_mib": 256}"#).status,
-        200
+        full - start,
+        64 << 10,
+        "MemTotal {start} KiB → {full} KiB after 256 → 320 MiB"
+    );
+    let r = vm.put("/v1/vm/memory", r#"{"memory_mib": 192}"#);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["memory_mib"]["target"], 192);
+    let shrunk = vm.guest_mem_total_kib();
+    assert_eq!(
+        full - shrunk,
+        128 << 10,
+        "MemTotal {full} KiB → {shrunk} KiB after 320 → 192 MiB"
+    );
+    let r = vm.put("/v1/vm/memory", r#"{"memory_mib": 256}"#);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(vm.guest_mem_total_kib(), start);
+    let r = vm.put("/v1/vm/memory", r#"{"memory_mib": 321}"#);
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(
+        r.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_memory_mib"),
+        "{}",
+        r.body
     );
     let r = vm.put("/v1/vm/vcpus", r#"{"vcpus": 2}"#);
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(vm.nproc(), 2);
-    assert_eq!(vm.get("/v1/vm/metrics").status, 200);
+
+    // The template is what it was, and a new clone of it works.
+    assert_eq!(
+        mapped_template(vm.qemu_pid()),
+        (template.clone(), sum.clone())
+    );
+    let second = Vm::start("apiclone2", annotations);
+    assert_eq!(second.info()["vm_start"], "clone");
+    assert_eq!(mapped_template(second.qemu_pid()).0, template);
+    assert_eq!(second.exec(&["echo", "alive"]), "alive\n");
+    second.delete();
     vm.delete();
+    assert_eq!(sha256(&template), sum, "the template's memory file changed");
     vm.root.assert_clean("apiclone");
+    second.root.assert_clean("apiclone2");
+}
+
+fn sha256(path: &std::path::Path) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "sha256sum {}", path.display());
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn twenty_concurrent_resizes_are_serialized_and_end_consistent() {
+    let vm = Vm::start(
+        "apiconc",
+        json!({"org.hull.vm.template": "off", "org.hull.vm.max_vcpus": "2",
+               "org.hull.vm.memory_mib": "256"}),
+    );
+    let full = vm.guest_mem_total_kib();
+    let memory: Vec<u64> = (0..10).map(|i| 200 + 5 * i).collect();
+    let threads: Vec<_> = (0..20)
+        .map(|i| {
+            let api = vm.api.clone();
+            let (path, body) = match i % 2 {
+                0 => (
+                    "/v1/vm/memory",
+                    format!(r#"{{"memory_mib": {}}}"#, memory[i / 2]),
+                ),
+                _ => (
+                    "/v1/vm/vcpus",
+                    format!(r#"{{"vcpus": {}}}"#, 1 + (i / 2) % 2),
+                ),
+            };
+            std::thread::spawn(move || (path, body.clone(), api.put_json(path, &body)))
+        })
+        .collect();
+    for t in threads {
+        let (path, body, r) = t.join().unwrap();
+        vm.spec.check("PUT", path, &r);
+        assert_eq!(r.status, 200, "PUT {path} {body}: {}", r.body);
+    }
+    // Whichever came last set the size; the guest, the API and the balloon agree on it.
+    let info = vm.info();
+    let target = info["memory_mib"]["target"].as_u64().unwrap();
+    assert!(memory.contains(&target), "{info}");
+    let total = vm.guest_mem_total_kib();
+    let given_back = (full - total) / 1024;
+    assert!(
+        given_back.abs_diff(256 - target) <= 1,
+        "target {target} MiB, the guest gave back {given_back} MiB"
+    );
+    assert_eq!(info["memory_mib"]["guest_total"], total / 1024);
+    assert_eq!(
+        info["vcpus"]["online"].as_u64().unwrap(),
+        u64::from(vm.nproc())
+    );
+    vm.delete();
+    vm.root.assert_clean("apiconc");
 }

@@ -56,6 +56,9 @@ pub enum Error {
     Exec(#[from] ExecError),
     #[error(transparent)]
     Tty(#[from] crate::tty::TtyError),
+    /// The VM's management API (`hull vm`): unreachable, or it refused (its message).
+    #[error(transparent)]
+    Api(#[from] hull_api::ClientError),
     /// A flag value or argument that cannot work (nothing was done).
     #[error("{0}")]
     Invalid(String),

@@ -196,3 +196,51 @@ fn pull_from_private_registry_and_run() {
         .ok();
     assert_eq!(out.stdout, "pulled\n", "{out}");
 }
+
+#[test]
+fn update_resizes_the_vm_the_container_sees_it() {
+    let d = Dockerd::start();
+    let image = d.load_busybox();
+    let name = unique_name("update");
+    let script = "trap 'exit 0' TERM; sleep 1000 & wait";
+    d.docker(&run_args(
+        &["-d", "--name", &name, "--memory", "256m", "--cpus", "2"],
+        image,
+        &["sh", "-c", script],
+    ))
+    .ok();
+    let exec = |cmd: &[&str]| {
+        let mut a = vec!["exec", name.as_str()];
+        a.extend(cmd);
+        d.docker(&a).ok().stdout
+    };
+    let mem_total_mib = || {
+        let meminfo = exec(&["cat", "/proc/meminfo"]);
+        meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .map(|kib| kib / 1024)
+            .unwrap_or_else(|| panic!("no MemTotal in {meminfo}"))
+    };
+    assert_eq!(exec(&["nproc"]).trim(), "2", "--cpus 2: two vCPUs");
+    let full = mem_total_mib();
+
+    // containerd's shim sends the resources as JSON on stdin (`update --resources -`).
+    d.docker(&["update", "--memory", "192m", "--cpus", "1", &name])
+        .ok();
+    d.runtime().assert_called("update");
+    assert_eq!(exec(&["nproc"]).trim(), "1");
+    let shrunk = mem_total_mib();
+    assert!(
+        (62..=66).contains(&(full - shrunk)),
+        "MemTotal {full} → {shrunk} MiB after --memory 256m → 192m"
+    );
+    d.docker(&["update", "--cpus", "2", &name]).ok();
+    assert_eq!(exec(&["nproc"]).trim(), "2");
+    assert_eq!(
+        mem_total_mib(),
+        shrunk,
+        "a CPU-only update leaves memory alone"
+    );
+}

@@ -246,3 +246,73 @@ fn pull_from_private_registry_and_run() {
         .ok();
     assert_eq!(out.stdout, "pulled\n", "{out}");
 }
+
+/// MemTotal in the container, MiB (what the guest kernel has).
+fn mem_total_mib(exec: impl Fn(&[&str]) -> String) -> u64 {
+    let meminfo = exec(&["cat", "/proc/meminfo"]);
+    meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map(|kib| kib / 1024)
+        .unwrap_or_else(|| panic!("no MemTotal in {meminfo}"))
+}
+
+#[test]
+fn update_resizes_the_vm_the_container_sees_it() {
+    let p = Podman::new();
+    let name = unique_name("update");
+    let mut args = run_args(
+        &[
+            "-d",
+            "--name",
+            &name,
+            "--memory",
+            "256m",
+            "--cpus",
+            "2",
+            // Room to grow: the VM gets 640 MiB of RAM, its balloon holds what is above 256m.
+            "--annotation",
+            "org.hull.vm.max_memory_mib=640",
+        ],
+        &[Podman::IMAGE],
+    );
+    args.extend(SERVICE);
+    p.podman(&args).ok();
+    let exec = |cmd: &[&str]| {
+        let mut a = vec!["exec", name.as_str()];
+        a.extend(cmd);
+        p.podman(&a).ok().stdout
+    };
+    assert_eq!(exec(&["nproc"]).trim(), "2", "--cpus 2: two vCPUs");
+    let full = mem_total_mib(exec);
+
+    // 256m → 192m and 2 → 1 CPUs: the guest has 64 MiB less and one CPU online.
+    p.podman(&["update", "--memory", "192m", "--cpus", "1", &name])
+        .ok();
+    p.runtime().assert_called("update");
+    assert_eq!(exec(&["nproc"]).trim(), "1");
+    let shrunk = mem_total_mib(exec);
+    assert!(
+        (62..=66).contains(&(full - shrunk)),
+        "MemTotal {full} → {shrunk} MiB after --memory 256m → 192m"
+    );
+    // And back.
+    p.podman(&["update", "--memory", "256m", "--cpus", "2", &name])
+        .ok();
+    assert_eq!(exec(&["nproc"]).trim(), "2");
+    assert_eq!(mem_total_mib(exec), full);
+
+    // Up to the VM's maximum: 256m → 512m, 256 MiB more.
+    p.podman(&["update", "--memory", "512m", &name]).ok();
+    assert_eq!(mem_total_mib(exec) - full, 256);
+    // More than its maximum: refused, nothing changed.
+    let out = p.podman(&["update", "--memory", "2g", &name]);
+    assert!(
+        !out.success(),
+        "--memory 2g on a VM of at most 640 MiB: {out}"
+    );
+    assert_contains(&out.stderr, "max_memory_mib");
+    assert_eq!(mem_total_mib(exec) - full, 256);
+    assert_eq!(p.status(&name), "running");
+}

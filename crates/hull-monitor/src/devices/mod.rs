@@ -157,7 +157,7 @@ pub fn from_plan(plan: &VmPlan, opts: DeviceOptions) -> Vec<Box<dyn VmDevice>> {
         d.push(Box::new(fs::FsShare::volumes(transport, FsCache::Auto)));
     }
     d.extend(net::devices(opts.net, opts.template));
-    d.push(Box::new(balloon::Balloon::new(opts.template)));
+    d.push(Box::new(balloon::Balloon));
     match opts.user_net {
         None => {}
         Some(UserNetBackend::Slirp) => d.push(Box::new(user_net::UserNet {

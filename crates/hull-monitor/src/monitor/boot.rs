@@ -1,7 +1,7 @@
 //! Phase 3: the agent's `Hello` (within the boot deadline of the accelerator), then the
 //! guest's network.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hull_protocol::{HostRequest, Reply, PROTOCOL_VERSION};
 use hull_qemu::Accel;
@@ -70,7 +70,36 @@ impl Monitor {
         if vmm.restored {
             self.refresh_clone(host, vmm)?;
         }
+        self.initial_balloon(host, vmm)?;
         self.configure_network(host, vmm)
+    }
+
+    /// A VM with room to grow (`org.hull.vm.max_memory_mib`) has all of it as RAM; the balloon
+    /// takes the difference away before the container starts, so the guest starts with its
+    /// planned memory.
+    fn initial_balloon(&mut self, host: &Host, vmm: &mut Vmm) -> Result<(), MonitorError> {
+        let (planned, max) = (host.plan.memory_mib, host.plan.max_memory_mib);
+        if planned >= max {
+            return Ok(());
+        }
+        vmm.qmp.balloon(u64::from(planned) << 20)?;
+        let boot = boot_timeout(host.accel.accel);
+        let deadline = Instant::now() + boot;
+        while vmm.qmp.balloon_actual()? >> 20 > u64::from(planned) + 1 {
+            if Instant::now() >= deadline {
+                let what = format!("the guest to give {} MiB to its balloon", max - planned);
+                return Err(guest_timeout(
+                    &host.sd,
+                    &self.opts.id,
+                    host.accel.accel,
+                    &what,
+                    boot,
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.timings.balloon_ms = self.ms();
+        Ok(())
     }
 
     /// A clone starts with its template's RNG state and clock: fresh host entropy, reseed, time.

@@ -121,7 +121,7 @@ impl Monitor {
         host_procs.extend(host.devices.iter().flat_map(|d| d.host_pids()));
         self.facts = Some(Facts {
             alive: alive.clone(),
-            configured_mib: u64::from(host.plan.memory_mib),
+            configured_mib: u64::from(host.plan.max_memory_mib),
             target_mib: u64::from(host.plan.memory_mib),
             max_vcpus: host.plan.max_vcpus,
             online_vcpus: online,
@@ -230,24 +230,16 @@ impl Monitor {
                 let m = r.memory_mib;
                 if m > f.configured_mib {
                     return Err(ApiError::OutOfRange(format!(
-                        "memory_mib {m} is above the VM's configured {} MiB",
-                        f.configured_mib
+                        "memory_mib {m} is above the VM's configured {} MiB (start the \
+                         container with annotation {} for more)",
+                        f.configured_mib,
+                        hull_oci::ANNOTATION_MAX_MEMORY_MIB
                     )));
                 }
                 if state.paused {
                     return Err(ApiError::Conflict(
                         "the VM is paused: resume it first".into(),
                     ));
-                }
-                if m < f.configured_mib && f.vm_start == VmStart::Clone {
-                    return Err(ApiError::Conflict(format!(
-                        "this VM is a clone of a VM template, whose memory file QEMU 7.2 would \
-                         punch holes into when the balloon inflates: it can only have its \
-                         configured {} MiB (start the container with annotation {}=off to \
-                         resize its memory)",
-                        f.configured_mib,
-                        hull_oci::ANNOTATION_VM_TEMPLATE
-                    )));
                 }
                 if m < f.target_mib {
                     let g = guest_status(vm, HostRequest::GuestStatus, STATUS_TIMEOUT)?;

@@ -52,7 +52,7 @@ impl Monitor {
                 None => None,
             };
         fds.extend(state.as_ref().map(|f| f.as_raw_fd()));
-        let mut qemu = spawn_qemu(&qcmd, &host.sd.dir, &fds)?;
+        let mut qemu = spawn_qemu(&qcmd, &host.sd.dir, &fds, lease.is_some())?;
         self.timings.qemu_spawned_ms = self.ms();
 
         let what = "QEMU's QMP connection";
@@ -223,7 +223,7 @@ impl Monitor {
             accel: host.accel.accel,
             tcg_tb_size_mib: env_u64("HULL_TCG_TB_SIZE_MIB").unwrap_or(64) as u32,
             vcpus: host.plan.max_vcpus,
-            memory_mib: host.plan.memory_mib,
+            memory_mib: host.plan.max_memory_mib,
             memory: Memory::SharedMemfd,
             kernel: host.assets.kernel.clone(),
             initrd: host.assets.initrd.clone(),
@@ -289,10 +289,12 @@ fn notice(text: &str) {
 
 /// Starts QEMU in the state directory: its socket and log paths are relative to it, so they
 /// stay short whatever the state root is. `fds` are inherited at their numbers (taps).
+/// `clone`: it maps a template's memory file private, see [`crate::qemu_filter`].
 pub(crate) fn spawn_qemu(
     q: &QemuCommand,
     dir: &std::path::Path,
     fds: &[std::os::fd::RawFd],
+    clone: bool,
 ) -> Result<ChildGuard, MonitorError> {
     let log = dir.join("qemu.log");
     let log_file =
@@ -306,6 +308,9 @@ pub(crate) fn spawn_qemu(
         sys::inherit_fd(&mut cmd, *fd);
     }
     sys::kill_with_parent(&mut cmd);
+    if clone {
+        crate::qemu_filter::keep_template_file(&mut cmd)?;
+    }
     let child = cmd
         .spawn()
         .map_err(MonitorError::sys(format!("start {}", q.binary.display())))?;

@@ -44,7 +44,7 @@ pub fn build(
     let agent_listener = crate::monitor::bind(&sd, "agent.sock")?;
     let qmp_listener = crate::monitor::bind(&sd, "qmp.sock")?;
     let fds: Vec<RawFd> = taps.iter().map(|t| t.fd.as_raw_fd()).collect();
-    let mut qemu = crate::monitor::spawn_qemu(&q, dir, &fds)?;
+    let mut qemu = crate::monitor::spawn_qemu(&q, dir, &fds, false)?;
     let log = dir.join("qemu.log");
     let accepted = |l: &UnixListener, qemu: &mut ChildGuard, what: &str| match sys::accept_within(
         l,

@@ -19,6 +19,7 @@ pub mod stop;
 pub mod supervise;
 pub mod tag;
 pub mod version;
+pub mod vm;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -51,6 +52,7 @@ pub enum Command {
     Login(login::LoginArgs),
     Logout(logout::LogoutArgs),
     Version(version::VersionArgs),
+    Vm(vm::VmArgs),
     /// Watches a detached container (internal: started by `hull run -d`).
     #[command(hide = true)]
     Supervise(supervise::SuperviseArgs),
@@ -85,6 +87,7 @@ impl Command {
             Command::Login(a) => login::login(ctx, a),
             Command::Logout(a) => logout::logout(ctx, a),
             Command::Version(a) => version::version(ctx, a),
+            Command::Vm(a) => vm::vm(ctx, a),
             Command::Supervise(a) => supervise::supervise(ctx, a),
         }
     }
