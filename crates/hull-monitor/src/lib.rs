@@ -8,6 +8,7 @@
 pub mod agent;
 pub mod api;
 pub mod assets;
+pub mod cgroup;
 pub mod control;
 pub mod devices;
 mod error;

@@ -288,6 +288,8 @@ fn member_state(opts: &Options, b: &Bundle, pod: &Pod) -> ContainerState {
         crate::monitor::container_state(&opts.id, b, &pod.state.accel, Vec::new(), Status::Created);
     // The network namespace and its wiring are the pod's.
     st.netns = None;
+    // Its host process is not the VM's: the VM is accounted in the pod's cgroup.
+    st.cgroup = None;
     st.sandbox = Some(pod.id.clone());
     st
 }

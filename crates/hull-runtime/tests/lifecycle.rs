@@ -531,3 +531,102 @@ fn preserve_fds_is_refused_as_a_config_error_before_anything_exists() {
     let out = hr(&root, &["exec", "--preserve-fds", "1", "nosuch", "true"]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
 }
+
+/// The directories of cgroup `rel` in the host's hierarchies that have it.
+fn cgroup_dirs(rel: &str) -> Vec<std::path::PathBuf> {
+    let mut hierarchies: Vec<std::path::PathBuf> = std::fs::read_dir("/sys/fs/cgroup")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.join("cgroup.procs").exists())
+        .collect();
+    hierarchies.push("/sys/fs/cgroup".into());
+    hierarchies
+        .into_iter()
+        .map(|h| h.join(rel))
+        .filter(|p| p.exists())
+        .collect()
+}
+
+/// `linux.cgroupsPath`: the monitor and its VM run in that cgroup while the container lives;
+/// the cgroup is gone after it ends (foreground run), after delete, and after a create that
+/// failed; a path with `..` is refused with a message that names the field.
+#[test]
+fn cgroups_path_holds_the_vm_and_is_removed_on_every_path() {
+    let parent = format!("hull-test-{}", std::process::id());
+    let root = Root::new();
+    let mut b = Bundle::busybox(&["sleep", "1000"]);
+    let with_path = |b: &mut Bundle, p: &str| {
+        let p = p.to_owned();
+        b.edit(move |c| c["linux"]["cgroupsPath"] = p.clone().into());
+    };
+
+    // Detached: the pid-file PID and QEMU are in it; delete removes it.
+    with_path(&mut b, &format!("/{parent}/cg1"));
+    let out = create(&root, &b, "cg1");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dirs = cgroup_dirs(&format!("{parent}/cg1"));
+    assert!(!dirs.is_empty(), "no cgroup {parent}/cg1");
+    let pid = std::fs::read_to_string(b.path().join("pid")).unwrap();
+    for d in &dirs {
+        let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap();
+        assert!(
+            procs.lines().any(|l| l == pid.trim()),
+            "{}: {procs}",
+            d.display()
+        );
+        assert!(procs.lines().count() >= 2, "the VM's processes: {procs}");
+    }
+    assert!(hr(&root, &["delete", "--force", "cg1"]).status.success());
+    assert!(
+        cgroup_dirs(&format!("{parent}/cg1")).is_empty(),
+        "left after delete"
+    );
+
+    // Foreground run: the monitor removes it when the container ends.
+    let mut t = Bundle::busybox(&["true"]);
+    with_path(&mut t, &format!("/{parent}/cg2"));
+    let out = common::run(&root, &t, "cg2", None);
+    assert_eq!(out.code, Some(0), "{}", out.stderr_str());
+    assert!(
+        cgroup_dirs(&format!("{parent}/cg2")).is_empty(),
+        "left after run"
+    );
+
+    // A create that fails after the monitor joined (no guest kernel): nothing left.
+    with_path(&mut t, &format!("/{parent}/cg3"));
+    let out = root
+        .cmd(&["create", "--bundle"])
+        .arg(t.path())
+        .arg("cg3")
+        .env("HULL_GUEST_DIR", "/nonexistent/hull-guest")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        cgroup_dirs(&format!("{parent}/cg3")).is_empty(),
+        "left after a failed create"
+    );
+    root.assert_clean("cg3");
+
+    // `..` is refused before anything starts.
+    with_path(&mut t, &format!("/{parent}/../escape"));
+    let out = root
+        .cmd(&["create", "--bundle"])
+        .arg(t.path())
+        .arg("cg4")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("linux.cgroupsPath"), "{err}");
+    root.assert_clean("cg4");
+
+    for d in cgroup_dirs(&parent) {
+        std::fs::remove_dir(&d).unwrap();
+    }
+}

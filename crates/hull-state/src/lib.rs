@@ -89,6 +89,10 @@ pub struct ContainerState {
     /// The interfaces of that namespace wired into the VM.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub net_interfaces: Vec<String>,
+    /// The host cgroup the VM's processes run in (`linux.cgroupsPath`, relative to each
+    /// hierarchy's root): `delete` removes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<PathBuf>,
     /// For a pod member: the id of the container whose VM it runs in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<String>,
@@ -417,6 +421,7 @@ mod tests {
             paused: false,
             netns: None,
             net_interfaces: Vec::new(),
+            cgroup: None,
             sandbox: None,
         };
         sd.save(&st).unwrap();

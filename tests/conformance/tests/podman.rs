@@ -316,3 +316,84 @@ fn update_resizes_the_vm_the_container_sees_it() {
     assert_eq!(mem_total_mib(exec) - full, 256);
     assert_eq!(p.status(&name), "running");
 }
+
+/// The cgroup directories of `linux.cgroupsPath` `rel` in every hierarchy that has it.
+fn cgroup_dirs(rel: &str) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir("/sys/fs/cgroup")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join(rel.trim_start_matches('/')))
+        .chain(std::iter::once(
+            std::path::Path::new("/sys/fs/cgroup").join(rel.trim_start_matches('/')),
+        ))
+        .filter(|p| p.join("cgroup.procs").exists())
+        .collect()
+}
+
+#[test]
+fn stats_reads_the_vms_cgroup_and_rm_removes_it() {
+    let p = Podman::new();
+    let name = unique_name("stats");
+    start_service(&p, &name);
+    let id = p.podman(&["inspect", "--format", "{{.Id}}", &name]).ok();
+    let id = id.stdout.trim();
+    let cgroups_path = p.runtime().bundle_config(id)["linux"]["cgroupsPath"]
+        .as_str()
+        .unwrap_or_else(|| panic!("podman gave no linux.cgroupsPath"))
+        .to_owned();
+    // The pid-file PID (the monitor) and the VM's processes (QEMU...) are in the engine's
+    // cgroup, as runc puts a container's processes there.
+    let dirs = cgroup_dirs(&cgroups_path);
+    assert!(
+        !dirs.is_empty(),
+        "no cgroup {cgroups_path} in any hierarchy"
+    );
+    let pid = p.pid(&name);
+    for d in &dirs {
+        let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap();
+        let procs: Vec<&str> = procs.split_whitespace().collect();
+        assert!(
+            procs.contains(&pid.to_string().as_str()),
+            "{}: {procs:?}",
+            d.display()
+        );
+        assert!(
+            procs.len() >= 2,
+            "the VM's processes in {}: {procs:?}",
+            d.display()
+        );
+    }
+
+    // podman stats reads it: the VM's memory and CPU time on the host.
+    let out = p
+        .podman(&["stats", "--no-stream", "--format", "json", &name])
+        .ok();
+    let stats: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let s = &stats[0];
+    let usage = s["mem_usage"].as_str().unwrap();
+    let mb: f64 = usage
+        .split_whitespace()
+        .next()
+        .and_then(|u| u.trim_end_matches("MB").parse().ok())
+        .unwrap_or_else(|| panic!("mem_usage {usage:?} is not in MB"));
+    assert!(mb > 20.0, "a VM uses more than {mb} MB of the host: {s}");
+    let cpu = s["cpu_time"].as_str().unwrap();
+    assert!(cpu.ends_with('s') && cpu != "0s", "{s}");
+
+    // The runtime's own view: the guest's memory use and limit.
+    // (podman as root passes no --root: the runtime's default state root.)
+    let events = std::process::Command::new(p.runtime().real())
+        .args(["events", "--stats", id])
+        .output()
+        .unwrap();
+    assert!(events.status.success(), "{events:?}");
+    let ev: serde_json::Value = serde_json::from_slice(&events.stdout).unwrap();
+    assert!(
+        ev["data"]["memory"]["usage"]["limit"].as_u64().unwrap() > 100 << 20,
+        "{ev}"
+    );
+
+    p.podman(&["rm", "-f", &name]).ok();
+    let left: Vec<_> = dirs.iter().filter(|d| d.exists()).collect();
+    assert!(left.is_empty(), "cgroups left after rm: {left:?}");
+}

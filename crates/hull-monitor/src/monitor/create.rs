@@ -109,6 +109,7 @@ pub(crate) fn container_state(
         paused: false,
         netns: bundle.network_namespace().flatten(),
         net_interfaces,
+        cgroup: crate::cgroup::of_bundle(bundle).ok().flatten(),
         sandbox: None,
     }
 }

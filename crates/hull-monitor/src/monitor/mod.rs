@@ -198,6 +198,8 @@ impl Monitor {
         sys::close_stdio();
         vmm.qemu.wait_or_kill(POWEROFF_TIMEOUT);
         stop_devices(&mut host.devices);
+        // The VM's processes are gone: the engine's cgroup for it goes too.
+        drop(host.cgroup.take());
         if self.opts.debug {
             // The guest's side of the story (agent debug lines with `hull.debug`) in the log.
             if let Ok(text) = std::fs::read_to_string(host.sd.console_log()) {

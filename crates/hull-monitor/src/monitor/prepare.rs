@@ -43,6 +43,8 @@ pub struct Host {
     pub net_interfaces: Vec<String>,
     /// Cloned from a template, or booted (and why).
     pub start: crate::template::Start,
+    /// The engine's cgroup for the container. Last: left after the devices' processes ended.
+    pub cgroup: Option<crate::cgroup::Membership>,
 }
 
 impl Monitor {
@@ -55,6 +57,7 @@ impl Monitor {
             .map(|n| n.get() as u32)
             .unwrap_or(1);
         let plan = VmPlan::from_bundle(&bundle, host_cpus)?;
+        let cgroup = self.join_cgroup(&bundle)?;
         if !plan.publish.is_empty() && bundle.network_namespace().is_some() {
             return Err(hull_oci::OciError::Invalid {
                 path: bundle.config_path.clone(),
@@ -155,6 +158,7 @@ impl Monitor {
             network,
             net_interfaces,
             start,
+            cgroup,
         };
         self.start_backends(&mut host)?;
         Ok(host)
@@ -164,6 +168,34 @@ impl Monitor {
     /// namespace, where engines' hooks wire the network) exists, and the VM's devices are
     /// fixed once QEMU starts (microvm has no hotplug), so they run before it. A failure
     /// fails create. Returns whether any ran.
+    /// Into the engine's cgroup for the container before any child starts (`crate::cgroup`).
+    /// A path that is not valid is an error; a host whose cgroups cannot be written (e.g. a
+    /// read-only cgroupfs in a nested container) only loses the engine's accounting: logged.
+    fn join_cgroup(
+        &self,
+        bundle: &Bundle,
+    ) -> Result<Option<crate::cgroup::Membership>, MonitorError> {
+        let Some(rel) =
+            crate::cgroup::of_bundle(bundle).map_err(|e| hull_oci::OciError::Invalid {
+                path: bundle.config_path.clone(),
+                field: "linux.cgroupsPath".into(),
+                problem: e.to_string(),
+            })?
+        else {
+            return Ok(None);
+        };
+        match crate::cgroup::join(&rel) {
+            Ok(m) => Ok(Some(m)),
+            Err(e) => {
+                log::info(&format!(
+                    "the VM's processes stay in the monitor's cgroup (engines' stats will not \
+                     see them): {e}"
+                ));
+                Ok(None)
+            }
+        }
+    }
+
     fn run_host_hooks(&self, bundle: &Bundle, accel: &AccelChoice) -> Result<bool, MonitorError> {
         let Some(h) = bundle.spec.hooks() else {
             return Ok(false);

@@ -76,6 +76,12 @@ fn delete_container(ctx: &Ctx, container_id: &str, force: bool) -> Result<i32> {
     }
     if let Some(st) = &st {
         cleanup_network(st);
+        // A monitor that ended normally removed it; one that was killed could not.
+        if let Some(rel) = &st.cgroup {
+            if let Err(e) = hull_monitor::cgroup::remove(rel, STOP_WAIT) {
+                hull_monitor::log::write("warning", &format!("{e}"));
+            }
+        }
     }
     sd.remove()?;
     // poststop hooks run after the container is gone; failures are warnings (runtime-spec).
