@@ -235,6 +235,18 @@ pub fn parse_env(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
+/// `--annotation KEY=VALUE`: split at the first `=` (the value may be empty or contain `=`);
+/// the key must not be empty.
+pub fn parse_annotation(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        Some(_) => Err(format!(
+            "invalid annotation {s:?}: the key is empty (KEY=VALUE)"
+        )),
+        None => Err(format!("invalid annotation {s:?}: no '=' (KEY=VALUE)")),
+    }
+}
+
 /// The lines of an `--env-file`: `KEY=value` or `KEY`; blank lines and `#` comments skipped.
 pub fn parse_env_file(text: &str) -> Result<Vec<String>, String> {
     text.lines()
@@ -334,6 +346,8 @@ pub struct RunSpec {
     pub network: Option<Network>,
     pub publish: Vec<String>,
     pub read_only: bool,
+    /// `--annotation`s, in order (a later key replaces an earlier one).
+    pub annotations: Vec<(String, String)>,
 }
 
 /// The config.json of a run (runc's default spec, changed like docker).
@@ -393,7 +407,11 @@ pub fn build(r: &RunSpec) -> Value {
         linux["resources"]["cpu"] =
             json!({"quota": (c * period as f64).round() as i64, "period": period});
     }
-    let mut annotations = serde_json::Map::new();
+    let mut annotations: serde_json::Map<String, Value> = r
+        .annotations
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(v)))
+        .collect();
     match r.network.unwrap_or(Network::User) {
         Network::User => {
             // No network namespace: hull gives the VM QEMU's user-mode network.
@@ -522,6 +540,18 @@ mod tests {
         }
         assert_eq!(parse_workdir("/a/b/").unwrap(), "/a/b");
         assert!("host".parse::<Network>().is_err());
+        let kv = |k: &str, v: &str| (k.to_string(), v.to_string());
+        assert_eq!(
+            parse_annotation("org.hull.vm.max_vcpus=2").unwrap(),
+            kv("org.hull.vm.max_vcpus", "2")
+        );
+        assert_eq!(parse_annotation("a=b=c").unwrap(), kv("a", "b=c"));
+        assert_eq!(parse_annotation("empty=").unwrap(), kv("empty", ""));
+        let e = parse_annotation("novalue").unwrap_err();
+        assert!(e.contains("\"novalue\"") && e.contains("no '='"), "{e}");
+        let e = parse_annotation("=v").unwrap_err();
+        assert!(e.contains("\"=v\"") && e.contains("key is empty"), "{e}");
+        assert!(parse_annotation("").is_err());
     }
 
     #[test]
@@ -544,6 +574,13 @@ mod tests {
             network: Some(Network::User),
             publish: strings(&["8080:80", "53:53/udp"]),
             read_only: true,
+            annotations: vec![
+                ("org.hull.vm.max_vcpus".into(), "4".into()),
+                ("x.y".into(), "1".into()),
+                ("x.y".into(), "2".into()),
+                // -p wins over an annotation of its own.
+                (hull_oci::publish::ANNOTATION_PUBLISH.into(), "1:1".into()),
+            ],
         };
         let s = build(&r);
         assert_eq!(s["process"]["args"], json!(["sh"]));
@@ -578,6 +615,9 @@ mod tests {
             s["annotations"][hull_oci::publish::ANNOTATION_PUBLISH],
             json!("8080:80,53:53/udp")
         );
+        assert_eq!(s["annotations"]["org.hull.vm.max_vcpus"], json!("4"));
+        assert_eq!(s["annotations"]["x.y"], json!("2"));
+        assert_eq!(s["annotations"].as_object().unwrap().len(), 3);
         let none = build(&RunSpec {
             network: Some(Network::None),
             volumes: Vec::new(),

@@ -103,6 +103,69 @@ fn the_image_config_is_applied_and_flags_override_it() {
 }
 
 #[test]
+fn annotations_go_into_the_config_and_bad_ones_are_refused() {
+    let h = Hull::new().with_busybox();
+    // Refused by the flag's parser: one line naming the value, exit 125, nothing created.
+    for (value, says) in [
+        ("novalue", "invalid annotation \"novalue\": no '='"),
+        ("", "invalid annotation \"\": no '='"),
+        ("=v", "invalid annotation \"=v\": the key is empty"),
+    ] {
+        let out = h.run_with(
+            &[
+                "run",
+                "--rm",
+                "--annotation",
+                "a=1",
+                "--annotation",
+                value,
+                "busybox",
+                "true",
+            ],
+            None,
+            QUICK,
+        );
+        assert_eq!(out.code, Some(125), "{out}");
+        let lines: Vec<&str> = out.stderr.lines().filter(|l| !l.is_empty()).collect();
+        assert_eq!(lines.len(), 1, "one line expected\n{out}");
+        assert!(lines[0].starts_with("hull: "), "{out}");
+        assert!(lines[0].contains(says), "expected {says:?}\n{out}");
+        assert!(lines[0].contains("--annotation"), "{out}");
+        assert_eq!(out.stdout, "", "{out}");
+        assert_eq!(h.containers(), Vec::<String>::new(), "{out}");
+        assert_eq!(common::mounts_below(h.root()), Vec::<String>::new());
+    }
+
+    // In config.json as given: split at the first '=', an empty value kept, the last of a key
+    // winning.
+    h.ok(&[
+        "run",
+        "--name",
+        "annotated",
+        "--annotation",
+        "com.example.a=1",
+        "--annotation",
+        "com.example.empty=",
+        "--annotation",
+        "com.example.a=x=y",
+        "busybox",
+        "true",
+    ]);
+    let inspect = h.run_with(&["inspect", "annotated"], None, QUICK).ok();
+    let v: serde_json::Value = serde_json::from_str(&inspect.stdout).unwrap();
+    let bundle = v[0]["Bundle"].as_str().unwrap().to_string();
+    let config: serde_json::Value =
+        serde_json::from_slice(&fs::read(format!("{bundle}/config.json")).unwrap()).unwrap();
+    assert_eq!(
+        config["annotations"],
+        serde_json::json!({"com.example.a": "x=y", "com.example.empty": ""}),
+        "{config}"
+    );
+    h.ok(&["rm", "annotated"]);
+    h.assert_clean();
+}
+
+#[test]
 fn volumes_share_files_with_the_host_both_ways() {
     let h = Hull::new().with_busybox();
     let vol = h.root().join("vol");

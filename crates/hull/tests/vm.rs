@@ -1,12 +1,14 @@
 //! `hull vm`: a detached container's VM through its management API, seen from inside the
 //! container (`nproc`, `/proc/meminfo`): info and metrics (table and JSON), vCPU and memory
 //! resize, pause/resume, and refusals (bad flags, above the VM's maximum, paused, unknown or
-//! stopped container) that exit nonzero with a clear message and change nothing.
+//! stopped container) that exit nonzero with a clear message and change nothing. The VM is a
+//! default one (a clone of a VM template) given room to grow with `hull run --annotation`.
 
 mod common;
 
-use common::{Hull, QUICK, VM_TIMEOUT};
-use hull_testkit::command::{run_with, Output};
+use std::time::{Duration, Instant};
+
+use common::{Hull, QUICK};
 use serde_json::{json, Value};
 
 /// `hull vm ARGS...` must fail with `code`, one line on stderr containing `says`.
@@ -115,32 +117,43 @@ fn mem_total_kib(h: &Hull, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no MemTotal in {meminfo}"))
 }
 
-/// `hull run -d` with a cold-booted VM: one boot instead of a template build plus a clone under
-/// TCG, and a VM whose balloon can inflate (a clone's memory file is the template's, shared).
-/// `hull run` has no `--annotation`; `HULL_VM_TEMPLATE=off` reaches the monitor through the
-/// environment (hull → hull-runtime → hull-monitor).
-fn run_cold(h: &Hull, args: &[&str]) -> Output {
-    let mut all = vec!["run", "-d"];
-    all.extend_from_slice(args);
-    let mut cmd = h.cmd(&all);
-    cmd.env("HULL_VM_TEMPLATE", "off");
-    run_with(&mut cmd, None, VM_TIMEOUT).ok()
+/// Waits until the container's MemTotal is `want` KiB (the guest follows the balloon a little
+/// after the resize answers).
+#[track_caller]
+fn wait_mem_total(h: &Hull, name: &str, want: u64, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = mem_total_kib(h, name);
+        if now == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "MemTotal is {now} KiB, not {want} KiB, after {what}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
 
 #[test]
 fn info_metrics_resize_pause_resume_and_refusals_change_nothing() {
-    let host_cpus = std::thread::available_parallelism().unwrap().get();
-    assert!(
-        host_cpus >= 2,
-        "this test resizes a VM of 2 vCPUs: it needs a host with at least 2 CPUs ({host_cpus})"
-    );
     let h = Hull::new().with_busybox();
-    // --cpus 2: 2 vCPUs online and at most; no -m: 256 MiB.
-    let out = run_cold(
-        &h,
-        &["--name", "sized", "--cpus", "2", "busybox", "sleep", "1000"],
-    );
+    // A default VM (a template clone): 1 vCPU and 256 MiB, room for 2 vCPUs and 384 MiB.
+    let out = h.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "sized",
+        "--annotation",
+        "org.hull.vm.max_vcpus=2",
+        "--annotation",
+        "org.hull.vm.max_memory_mib=384",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
     let id = out.stdout.trim().to_string();
+    assert_eq!(id.len(), 64, "{out}");
     h.wait_state("sized", "running");
 
     // info: every field, as the API's JSON.
@@ -154,9 +167,9 @@ fn info_metrics_resize_pause_resume_and_refusals_change_nothing() {
         ["kvm", "tcg"].contains(&i["accelerator"].as_str().unwrap()),
         "{i}"
     );
-    assert_eq!(i["vm_start"], "cold", "{i}");
-    assert_eq!(i["vcpus"], json!({"online": 2, "max": 2}), "{i}");
-    assert_eq!(i["memory_mib"]["configured"], 256, "{i}");
+    assert_eq!(i["vm_start"], "clone", "{i}");
+    assert_eq!(i["vcpus"], json!({"online": 1, "max": 2}), "{i}");
+    assert_eq!(i["memory_mib"]["configured"], 384, "{i}");
     assert_eq!(i["memory_mib"]["target"], 256, "{i}");
     assert!(
         i["memory_mib"]["guest_total"].as_u64().unwrap() > 100,
@@ -176,13 +189,15 @@ fn info_metrics_resize_pause_resume_and_refusals_change_nothing() {
         id.as_str(),
         "State:",
         "running",
-        "2 online / 2 max",
+        "1 online / 2 max",
         "Memory configured:",
+        "384 MiB",
+        "Memory target:",
         "256 MiB",
         "Guest memory available:",
         "Kernel:",
         "Uptime:",
-        "cold (booted its kernel)",
+        "clone (of a VM template)",
     ] {
         assert!(table.contains(want), "{want:?} in\n{table}");
     }
@@ -213,7 +228,10 @@ fn info_metrics_resize_pause_resume_and_refusals_change_nothing() {
         assert!(table.contains(want), "{want:?} in\n{table}");
     }
 
-    // vCPUs 2 → 1 → 2, as nproc counts them.
+    // vCPUs 1 → 2 → 1 → 2, as nproc counts them.
+    assert_eq!(nproc(&h, "sized"), 1);
+    let r = vm_json(&h, &["resize", "sized", "--cpus", "2"]);
+    assert_eq!(r["vcpus"], json!({"online": 2, "max": 2}), "{r}");
     assert_eq!(nproc(&h, "sized"), 2);
     let out = h.ok(&["vm", "resize", "sized", "--cpus", "1"]);
     assert!(out.stdout.contains("1 online / 2 max"), "{out}");
@@ -222,18 +240,20 @@ fn info_metrics_resize_pause_resume_and_refusals_change_nothing() {
     assert_eq!(r["vcpus"], json!({"online": 2, "max": 2}), "{r}");
     assert_eq!(nproc(&h, "sized"), 2);
 
-    // Memory 256 → 192 MiB: the guest's MemTotal shrinks by as much; and back.
+    // Memory 256 → 384 MiB (the clone's balloon gives back what it held since the start):
+    // the guest's MemTotal grows by exactly as much; 384 → 192 MiB: it shrinks by as much;
+    // and back to 256.
     let full = mem_total_kib(&h, "sized");
+    let r = vm_json(&h, &["resize", "sized", "--memory", "384m"]);
+    assert_eq!(r["memory_mib"]["target"], 384, "{r}");
+    let grown = full + (128 << 10);
+    wait_mem_total(&h, "sized", grown, "256 → 384 MiB");
     let r = vm_json(&h, &["resize", "sized", "--memory", "192m"]);
     assert_eq!(r["memory_mib"]["target"], 192, "{r}");
-    let shrunk = mem_total_kib(&h, "sized");
-    assert!(
-        full - shrunk >= 60 << 10 && full - shrunk <= 68 << 10,
-        "MemTotal {full} KiB → {shrunk} KiB after 256 → 192 MiB"
-    );
+    wait_mem_total(&h, "sized", grown - (192 << 10), "384 → 192 MiB");
     let r = vm_json(&h, &["resize", "sized", "--memory", "268435456"]);
     assert_eq!(r["memory_mib"]["target"], 256, "{r}");
-    assert_eq!(mem_total_kib(&h, "sized"), full);
+    wait_mem_total(&h, "sized", full, "192 → 256 MiB");
     // Both at once: memory, then vCPUs; the answer is the VM afterwards.
     let r = vm_json(&h, &["resize", "sized", "-m", "229376k", "--cpus", "1"]);
     assert_eq!(r["memory_mib"]["target"], 224, "{r}");
@@ -250,7 +270,7 @@ fn info_metrics_resize_pause_resume_and_refusals_change_nothing() {
         (
             &["--memory", "512m"],
             1,
-            "above the VM's configured 256 MiB",
+            "above the VM's configured 384 MiB",
         ),
         (&["--memory", "16m"], 1, "below what it uses"),
         // Checked before the memory changes.

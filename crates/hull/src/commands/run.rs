@@ -32,7 +32,8 @@ Examples:
   hull run -it --rm busybox sh
   hull run -d --name web -p 8080:80 busybox httpd -f -p 80 -h /www
   hull run --rm -v /srv/data:/data:ro -e MODE=test -w /data -u nobody busybox ls -l
-  hull run --rm -m 512m --cpus 2 debian:12 nproc";
+  hull run --rm -m 512m --cpus 2 debian:12 nproc
+  hull run -d --annotation org.hull.vm.max_vcpus=4 --annotation org.hull.vm.max_memory_mib=1024 busybox sleep 1d";
 
 /// Create and run a new container from an image (each container runs in its own VM).
 #[derive(clap::Args, Debug)]
@@ -105,6 +106,12 @@ pub struct RunArgs {
     /// Reach this registry over plain HTTP (loopback registries always are).
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     pub insecure_registries: Vec<String>,
+    /// Add an annotation to the container's OCI config (repeatable). The VM's own:
+    /// org.hull.vm.memory_mib and org.hull.vm.vcpus (its size at start),
+    /// org.hull.vm.max_memory_mib and org.hull.vm.max_vcpus (the most `hull vm resize` can
+    /// give it), org.hull.vm.template (on|off: clone a VM template, or boot).
+    #[arg(long = "annotation", value_name = "KEY=VALUE", value_parser = spec::parse_annotation)]
+    pub annotations: Vec<(String, String)>,
     /// Accelerator of the VM: kvm or tcg (default: probe).
     #[arg(long, value_parser = ["kvm", "tcg"])]
     pub accel: Option<String>,
@@ -253,6 +260,7 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<i32> {
         network: Some(a.network),
         publish: a.publish.iter().map(|p| p.0.clone()).collect(),
         read_only: a.read_only,
+        annotations: a.annotations.clone(),
     };
     let config_path = c.bundle().join("config.json");
     let text = serde_json::to_vec_pretty(&spec::build(&run_spec)).expect("spec serializes");
