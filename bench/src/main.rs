@@ -9,6 +9,7 @@ mod io;
 mod memory;
 mod net;
 mod procs;
+mod reclaim;
 mod report;
 mod stats;
 mod ttw;
@@ -23,8 +24,9 @@ use clap::Parser;
 use crate::hull::{StateRoot, VmStart};
 
 /// Benchmarks hull against a bare QEMU boot and runc: time-to-workload, its phases, memory per
-/// idle container, density, shared-fs I/O, networking, and images (pull from a local registry,
-/// `hull run` vs `hull-runtime run`). Time-to-workload, memory and I/O side by side for VMs
+/// idle container, density, shared-fs I/O, networking, images (pull from a local registry,
+/// `hull run` vs `hull-runtime run`), and memory reclaim (freed guest memory and the balloon
+/// giving host memory back). Time-to-workload, memory, I/O and reclaim side by side for VMs
 /// cloned from a template (the default) and booted (`HULL_VM_TEMPLATE=off`). Prints a markdown
 /// report and writes JSON.
 #[derive(Parser, Debug)]
@@ -42,7 +44,7 @@ struct Args {
     /// Skip the shared-fs I/O case (the slowest).
     #[arg(long)]
     skip_io: bool,
-    /// Only these cases (comma-separated: ttw, memory, density, io, net, image).
+    /// Only these cases (comma-separated: ttw, memory, density, io, net, image, reclaim).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Directory of the hull-runtime and hull-monitor (and `hull`, for the image case) to
@@ -72,7 +74,7 @@ impl Ctx {
     }
 }
 
-const CASES: [&str; 6] = ["ttw", "memory", "density", "io", "net", "image"];
+const CASES: [&str; 7] = ["ttw", "memory", "density", "io", "net", "image", "reclaim"];
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -382,6 +384,15 @@ fn real_main() -> Result<usize> {
     }
     if wants("image") {
         rep.image = Some(image::run(&ctx, args.runs, &mut rep.failures)?);
+    }
+    if wants("reclaim") {
+        let r = reclaim::run(&ctx, args.runs, &mut rep.failures)?;
+        rep.templates.extend(
+            r.templates
+                .iter()
+                .map(|f| ("reclaim".to_string(), f.clone())),
+        );
+        rep.reclaim = Some(r);
     }
 
     let text = rep.markdown();

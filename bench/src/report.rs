@@ -10,6 +10,7 @@ use crate::image::{self, Image};
 use crate::io::{Io, EXECS, MIB};
 use crate::memory::Group;
 use crate::net::{self, Net, Serve};
+use crate::reclaim::{self, Reclaim, Run as ReclaimRun};
 use crate::stats::{round, summary_json, Summary};
 use crate::ttw::{HullRuns, Round, Ttw};
 
@@ -101,6 +102,7 @@ pub struct Report {
     pub io: Option<IoRuns>,
     pub net: Option<Net>,
     pub image: Option<Image>,
+    pub reclaim: Option<Reclaim>,
     pub failures: Failures,
 }
 
@@ -976,6 +978,198 @@ fn io_json(io: &IoRuns) -> Value {
     })
 }
 
+/// Per run `f`, summarized.
+fn reclaim_col(runs: &[ReclaimRun], f: impl Fn(&ReclaimRun) -> f64) -> Option<Summary> {
+    Summary::of(&runs.iter().map(f).collect::<Vec<_>>())
+}
+
+fn reclaim_markdown(s: &mut String, r: &Reclaim) {
+    let _ = writeln!(
+        s,
+        "### Memory reclaim: host PSS of one {} MiB VM (QEMU + virtiofsd + monitor, as `GET /v1/vm/metrics` sums it) idle, holding {} MiB of `/dev/urandom` in a tmpfs, after `rm` (free page reporting), after the balloon went to {} MiB and back (MiB, median (min–max))\n",
+        reclaim::VM_MIB,
+        reclaim::FILL_MIB,
+        reclaim::INFLATED_MIB
+    );
+    let _ = writeln!(
+        s,
+        "Each figure is read every 0.5 s until two reads 2 s apart differ by < 1 MiB (30 s bound idle and holding, 60 s after `rm` and a resize); \"level after\" is when the final level was first read, from the end of the action; \"settled\" counts the runs that settled before the bound.\n"
+    );
+    for m in VmStart::BOTH {
+        let runs = r.mode(m);
+        if runs.is_empty() {
+            continue;
+        }
+        let clone = m == VmStart::Clone;
+        let _ = writeln!(
+            s,
+            "**{} ({}; RAM: {})**\n",
+            m.name(),
+            m.fs(),
+            if clone {
+                "private mapping of the template's file"
+            } else {
+                "shared memfd"
+            }
+        );
+        let _ = write!(
+            s,
+            "| point | host PSS | − idle | action (s) | level after (s) | settled | guest MemTotal / MemFree |"
+        );
+        if clone {
+            let _ = write!(s, " template file allocated |");
+        }
+        let _ = writeln!(
+            s,
+            "\n|---|---:|---:|---:|---:|---|---:|{}",
+            if clone { "---:|" } else { "" }
+        );
+        type Get = fn(&ReclaimRun) -> &reclaim::Point;
+        let rows: [(String, &str, Get); 5] = [
+            ("(a) idle, `sleep 1000`".into(), "`run --detach`", |x| {
+                &x.idle
+            }),
+            (
+                format!("(b) holding {} MiB in `/fill` (tmpfs)", reclaim::FILL_MIB),
+                "the write",
+                |x| &x.holding,
+            ),
+            (
+                "(c) after `rm /fill/x` (free page reporting)".into(),
+                "`rm`",
+                |x| &x.freed,
+            ),
+            (
+                format!(
+                    "(d) balloon inflated, {} → {} MiB",
+                    reclaim::VM_MIB,
+                    reclaim::INFLATED_MIB
+                ),
+                "PUT",
+                |x| &x.inflated,
+            ),
+            (
+                format!(
+                    "(e) balloon deflated, {} → {} MiB",
+                    reclaim::INFLATED_MIB,
+                    reclaim::VM_MIB
+                ),
+                "PUT",
+                |x| &x.deflated,
+            ),
+        ];
+        for (i, (name, action, get)) in rows.iter().enumerate() {
+            let pss = reclaim_col(runs, |x| get(x).pss_mib());
+            let delta = reclaim_col(runs, |x| get(x).pss_mib() - x.idle.pss_mib());
+            let act = reclaim_col(runs, |x| get(x).action_ms / 1e3);
+            let level = reclaim_col(runs, |x| get(x).level_s);
+            let settled = runs.iter().filter(|x| get(x).settled).count();
+            let guest = |f: fn(&reclaim::Point) -> Option<u64>| {
+                let v: Vec<f64> = runs
+                    .iter()
+                    .filter_map(|x| f(get(x)))
+                    .map(|k| k as f64 / 1024.0)
+                    .collect();
+                Summary::of(&v)
+                    .map(|x| format!("{:.0}", x.median))
+                    .unwrap_or_else(|| "?".into())
+            };
+            let _ = write!(
+                s,
+                "| {name} | {} | {} | {action} {} | {} | {settled}/{} | {} / {} |",
+                mmm(&pss, 1),
+                if i == 0 {
+                    "–".to_string()
+                } else {
+                    mmm(&delta, 1)
+                },
+                mmm(&act, 1),
+                mmm(&level, 1),
+                runs.len(),
+                guest(|p| p.guest_total_kib),
+                guest(|p| p.guest_free_kib),
+            );
+            if clone {
+                let tf: Vec<f64> = runs
+                    .iter()
+                    .filter_map(|x| get(x).template_alloc_kib)
+                    .map(|k| k as f64 / 1024.0)
+                    .collect();
+                let _ = write!(s, " {} |", mmm(&Summary::of(&tf), 1));
+            }
+            s.push('\n');
+        }
+        let cost = reclaim_col(runs, ReclaimRun::fill_cost_mib);
+        let back = reclaim_col(runs, ReclaimRun::returned_mib);
+        let kept = reclaim_col(runs, ReclaimRun::kept_mib);
+        let share = reclaim_col(runs, |x| {
+            100.0 * x.returned_mib() / x.fill_cost_mib().max(1e-9)
+        });
+        let _ = writeln!(
+            s,
+            "\nThe {} MiB cost the host **{} MiB** (b − a); after `rm`, **{} MiB came back** (b − c; {} % of b − a), and the VM stayed {} MiB above idle (c − a).",
+            reclaim::FILL_MIB,
+            mmm(&cost, 1),
+            mmm(&back, 1),
+            mmm(&share, 0),
+            mmm(&kept, 1)
+        );
+        if clone {
+            let growth = reclaim_col(runs, |x| {
+                let k = |p: &reclaim::Point| p.template_alloc_kib.unwrap_or(0) as f64 / 1024.0;
+                k(&x.deflated) - k(&x.idle)
+            });
+            let _ = writeln!(
+                s,
+                "The template's memory file (tmpfs, shared by every clone, in no process's PSS until mapped) grew by {} MiB from (a) to (e).",
+                mmm(&growth, 1)
+            );
+        }
+        let left: Vec<i32> = runs.iter().flat_map(|x| x.leftovers.clone()).collect();
+        let others: Vec<usize> = runs.iter().map(|x| x.other_qemus).collect();
+        let _ = writeln!(
+            s,
+            "Processes left after `delete --force`: {}. Other QEMUs on the host at the start of each run: {others:?}.\n",
+            if left.is_empty() {
+                "none".to_string()
+            } else {
+                format!("{left:?}")
+            }
+        );
+    }
+}
+
+fn reclaim_json(r: &Reclaim) -> Value {
+    let side = |m: VmStart| {
+        let runs = r.mode(m);
+        let col = |f: &dyn Fn(&ReclaimRun) -> f64| summary_json(&reclaim_col(runs, f));
+        json!({
+            "vm_start": m.name(),
+            "fs": m.fs(),
+            "pss_mib_idle": col(&|x| x.idle.pss_mib()),
+            "pss_mib_holding": col(&|x| x.holding.pss_mib()),
+            "pss_mib_after_free": col(&|x| x.freed.pss_mib()),
+            "after_free_level_s": col(&|x| x.freed.level_s),
+            "pss_mib_inflated": col(&|x| x.inflated.pss_mib()),
+            "pss_mib_deflated": col(&|x| x.deflated.pss_mib()),
+            "inflate_call_ms": col(&|x| x.inflated.action_ms),
+            "deflate_call_ms": col(&|x| x.deflated.action_ms),
+            "fill_cost_mib": col(&|x| x.fill_cost_mib()),
+            "returned_mib": col(&|x| x.returned_mib()),
+            "above_idle_after_free_mib": col(&|x| x.kept_mib()),
+            "runs": runs.iter().map(ReclaimRun::json).collect::<Vec<_>>(),
+        })
+    };
+    json!({
+        "vm_memory_mib": reclaim::VM_MIB,
+        "fill_mib": reclaim::FILL_MIB,
+        "inflated_mib": reclaim::INFLATED_MIB,
+        "templates": r.templates.iter().map(TemplateFile::json).collect::<Vec<_>>(),
+        "clone": side(VmStart::Clone),
+        "cold": side(VmStart::Cold),
+    })
+}
+
 impl Report {
     pub fn new(header: Header, runs: usize, qemu_argv: &[String]) -> Self {
         Self {
@@ -991,6 +1185,7 @@ impl Report {
             io: None,
             net: None,
             image: None,
+            reclaim: None,
             failures: Failures::default(),
         }
     }
@@ -1051,6 +1246,9 @@ impl Report {
         if let Some(i) = &self.image {
             image_markdown(&mut s, i);
         }
+        if let Some(r) = &self.reclaim {
+            reclaim_markdown(&mut s, r);
+        }
 
         if !self.failures.0.is_empty() {
             let _ = writeln!(
@@ -1102,6 +1300,9 @@ impl Report {
         }
         if let Some(io) = &self.io {
             v["io"] = io_json(io);
+        }
+        if let Some(r) = &self.reclaim {
+            v["reclaim"] = reclaim_json(r);
         }
         v
     }
@@ -1166,6 +1367,59 @@ mod tests {
         let (host, _) = phase_order(&[cold_run()]);
         assert!(host.contains(&"virtiofsd_spawned_ms".to_string()));
         assert!(!host.contains(&"restored_ms".to_string()));
+    }
+
+    fn reclaim_run(mode: VmStart, mib: [u64; 5]) -> ReclaimRun {
+        let p = |m: u64| reclaim::Point {
+            pss_kib: m << 10,
+            settled: true,
+            level_s: 3.0,
+            action_ms: 1500.0,
+            guest_total_kib: Some(500 << 10),
+            guest_free_kib: Some(400 << 10),
+            template_alloc_kib: (mode == VmStart::Clone).then_some(30 << 10),
+            ..reclaim::Point::default()
+        };
+        ReclaimRun {
+            mode,
+            idle: p(mib[0]),
+            holding: p(mib[1]),
+            freed: p(mib[2]),
+            inflated: p(mib[3]),
+            deflated: p(mib[4]),
+            other_qemus: 0,
+            leftovers: vec![],
+        }
+    }
+
+    #[test]
+    fn reclaim_tables() {
+        let r = Reclaim {
+            clone: vec![reclaim_run(VmStart::Clone, [80, 285, 90, 88, 88])],
+            cold: vec![reclaim_run(VmStart::Cold, [120, 325, 125, 122, 122])],
+            templates: vec![],
+        };
+        let mut s = String::new();
+        reclaim_markdown(&mut s, &r);
+        assert!(
+            s.contains("**clone (virtio-9p; RAM: private mapping"),
+            "{s}"
+        );
+        assert!(
+            s.contains("| (c) after `rm /fill/x` (free page reporting) | 90.0 | 10.0 | `rm` 1.5 | 3.0 | 1/1 | 500 / 400 | 30.0 |"),
+            "{s}"
+        );
+        assert!(
+            s.contains("cost the host **205.0 MiB** (b − a); after `rm`, **195.0 MiB came back** (b − c; 95 % of b − a), and the VM stayed 10.0 MiB above idle"),
+            "{s}"
+        );
+        assert!(s.contains("grew by 0.0 MiB"), "{s}");
+        let j = reclaim_json(&r);
+        assert_eq!(j["cold"]["returned_mib"]["median"], json!(200.0));
+        assert_eq!(
+            j["clone"]["runs"][0]["points"]["freed"]["pss_kib"],
+            json!(90 << 10)
+        );
     }
 
     #[test]
