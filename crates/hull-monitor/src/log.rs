@@ -57,3 +57,16 @@ pub fn info(msg: &str) {
 pub fn error(msg: &str) {
     write("error", msg)
 }
+
+/// Makes a panic one line in the log and on stderr (`PROGRAM: internal error: …`) and exit 1,
+/// instead of a backtrace an engine would show its user; a panicking helper thread ends the
+/// process too rather than leaving it half-alive. Its children die with it (PDEATHSIG) and
+/// `delete` cleans up what it leaves.
+pub fn install_panic_hook(program: &'static str) {
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = format!("internal error (a bug, please report it): {info}");
+        error(&msg);
+        eprintln!("{program}: {}", msg.replace('\n', " "));
+        std::process::exit(1);
+    }));
+}

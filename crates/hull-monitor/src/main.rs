@@ -48,6 +48,7 @@ enum Cmd {
 }
 
 fn main() {
+    hull_monitor::log::install_panic_hook("hull-monitor");
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::ProbeKvm => match hull_qemu::kvm_probe::run_probe_guest() {

@@ -29,6 +29,14 @@ impl QmpClient {
     /// Negotiates capabilities on an accepted/connected QMP socket.
     pub fn handshake(stream: UnixStream, timeout: Duration) -> Result<Self, QmpError> {
         stream.set_read_timeout(Some(timeout))?;
+        // qapi panics when the stream ends before the greeting (a QEMU that exits during
+        // startup, e.g. when it cannot allocate the guest's memory): look first.
+        if peek_eof(&stream)? {
+            return Err(QmpError::Io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "QEMU closed its QMP connection before its greeting",
+            )));
+        }
         let mut q = Qmp::from_stream(&stream);
         q.handshake().map_err(|e| QmpError::Command {
             command: "qmp_capabilities",
@@ -136,5 +144,34 @@ impl QmpClient {
     /// Asks QEMU to exit now.
     pub fn quit(&mut self) -> Result<(), QmpError> {
         self.exec("quit", qmp::quit {}).map(drop)
+    }
+}
+
+/// Whether the peer closed `stream` without sending anything (waits for the first byte within
+/// the stream's read timeout, without consuming it).
+fn peek_eof(stream: &UnixStream) -> Result<bool, QmpError> {
+    use std::os::fd::AsRawFd;
+    let mut byte = [0u8; 1];
+    loop {
+        // SAFETY: recv(2) with MSG_PEEK into a 1-byte buffer we own; the fd is the stream's,
+        // open for the duration of the call.
+        let n = unsafe {
+            libc::recv(
+                stream.as_raw_fd(),
+                byte.as_mut_ptr().cast(),
+                1,
+                libc::MSG_PEEK,
+            )
+        };
+        match n {
+            0 => return Ok(true),
+            n if n > 0 => return Ok(false),
+            _ => {
+                let e = std::io::Error::last_os_error();
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(QmpError::Io(e));
+                }
+            }
+        }
     }
 }

@@ -54,6 +54,7 @@ pub struct Ctx {
 }
 
 fn main() {
+    hull_monitor::log::install_panic_hook("hull-runtime");
     let cli = Cli::parse();
     let ctx = Ctx {
         root: cli

@@ -227,11 +227,34 @@ fn exec_runs_in_the_container_with_its_own_exit_status_and_pid_file() {
     );
 
     assert!(hr(&root, &["pause", "ex"]).status.success());
+    assert_eq!(
+        state(&root, "ex")["status"],
+        "paused",
+        "runc's word for a frozen container"
+    );
     assert!(hr(&root, &["resume", "ex"]).status.success());
+    assert_eq!(state(&root, "ex")["status"], "running");
     let out = hr(&root, &["exec", "ex", "true"]);
     assert!(out.status.success(), "exec after resume: {}", stderr(&out));
 
-    assert!(hr(&root, &["delete", "--force", "ex"]).status.success());
+    // A paused container takes a signal (its VM runs again for the delivery): SIGTERM is
+    // delivered and it stays paused; SIGKILL ends it (no agent timeout on a frozen guest).
+    assert!(hr(&root, &["pause", "ex"]).status.success());
+    let out = hr(&root, &["kill", "ex", "CONT"]);
+    assert!(
+        out.status.success(),
+        "kill CONT while paused: {}",
+        stderr(&out)
+    );
+    assert_eq!(state(&root, "ex")["status"], "paused");
+    let out = hr(&root, &["kill", "ex", "KILL"]);
+    assert!(
+        out.status.success(),
+        "kill KILL while paused: {}",
+        stderr(&out)
+    );
+    wait_status(&root, "ex", "stopped");
+    assert!(hr(&root, &["delete", "ex"]).status.success());
     root.assert_clean("ex");
 }
 
@@ -629,4 +652,47 @@ fn cgroups_path_holds_the_vm_and_is_removed_on_every_path() {
     for d in cgroup_dirs(&parent) {
         std::fs::remove_dir(&d).unwrap();
     }
+}
+
+/// SIGKILL of the rootfs virtiofsd of a running container: the monitor notices (SIGCHLD),
+/// stops the VM and the container ends `stopped` as killed (137); nothing is left.
+#[test]
+fn a_dead_virtiofsd_stops_the_vm() {
+    let root = Root::new();
+    let mut b = Bundle::busybox(&["sleep", "1000"]);
+    // A cold boot: its shares are served by virtiofsd (a clone's by QEMU itself).
+    b.edit(|c| c["annotations"] = serde_json::json!({"org.hull.vm.template": "off"}));
+    let log = root.path().join(".monitor.log");
+    let st = root
+        .cmd(&["--log"])
+        .arg(&log)
+        .args(["run", "--detach", "--bundle"])
+        .arg(b.path())
+        .arg("fsdead")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let monitor = state(&root, "fsdead")["pid"].as_u64().unwrap() as u32;
+    let virtiofsd = common::children(monitor)
+        .into_iter()
+        .find(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm"))
+                .is_ok_and(|c| c.trim() == "virtiofsd")
+        })
+        .expect("the monitor has a virtiofsd child");
+    assert!(std::process::Command::new("kill")
+        .args(["-9", &virtiofsd.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    wait_status(&root, "fsdead", "stopped");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("virtiofsd died"), "{text}");
+    let recorded = std::fs::read_to_string(root.path().join("fsdead/state.json")).unwrap();
+    let recorded: Value = serde_json::from_str(&recorded).unwrap();
+    assert_eq!(recorded["exit_status"], 137, "{recorded}");
+    assert!(hr(&root, &["delete", "fsdead"]).status.success());
+    root.assert_clean("fsdead");
 }

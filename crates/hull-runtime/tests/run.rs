@@ -510,3 +510,21 @@ fn exec_and_kill_reach_a_container_started_with_run() {
     assert_eq!(out.code, Some(137), "{out}");
     root.assert_clean("fg");
 }
+
+/// A VM QEMU cannot allocate: one line with QEMU's own reason, exit 1, no panic, nothing left.
+#[test]
+fn memory_qemu_cannot_allocate_fails_with_its_reason_and_leaves_nothing() {
+    let root = Root::new();
+    let mut b = Bundle::busybox(&["true"]);
+    b.edit(|c| c["annotations"] = json!({"org.hull.vm.memory_mib": "99999999"}));
+    let out = run(&root, &b, "absurd", None);
+    let err = out.stderr_str();
+    assert_eq!(out.code, Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.contains("qemu exited during startup"), "{err}");
+    assert!(
+        err.contains("Cannot allocate memory"),
+        "QEMU's reason: {err}"
+    );
+    root.assert_clean("absurd");
+}

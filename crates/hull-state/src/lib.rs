@@ -111,6 +111,10 @@ impl ContainerState {
             "created": self.created,
             "owner": self.owner,
         });
+        // runc reports a frozen container as "paused" (engines map it: podman, go-runc).
+        if self.paused && self.status == Status::Running {
+            v["status"] = "paused".into();
+        }
         if !self.annotations.is_empty() {
             v["annotations"] = serde_json::json!(self.annotations);
         }

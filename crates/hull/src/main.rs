@@ -46,6 +46,14 @@ struct Cli {
 }
 
 fn main() {
+    // A panic is one line and exit 125 (hull's own failure), never a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!(
+            "hull: internal error (a bug, please report it): {}",
+            info.to_string().replace('\n', " ")
+        );
+        std::process::exit(125);
+    }));
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => usage_error(e),

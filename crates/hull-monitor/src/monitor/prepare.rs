@@ -288,7 +288,7 @@ fn guest_console() -> Result<bool, MonitorError> {
 fn catch_signals() -> Result<signal_hook::iterator::Signals, MonitorError> {
     use signal_hook::consts::*;
     signal_hook::iterator::Signals::new([
-        SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH,
+        SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCHLD,
     ])
     .map_err(MonitorError::sys("install signal handlers"))
 }

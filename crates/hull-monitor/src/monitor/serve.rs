@@ -16,6 +16,7 @@ use super::vmm::Vmm;
 use super::{bind, error_chain, guest_gone, keep_console, Mode, Monitor, REQUEST_TIMEOUT};
 use crate::agent::{AgentConn, Event, RequestError};
 use crate::control::{self, CtlReply, CtlRequest};
+use crate::devices::VmDevice;
 use crate::timings::ns_to_ms;
 use crate::{log, tty, MonitorError};
 
@@ -35,7 +36,7 @@ impl Monitor {
         match self.opts.mode {
             Mode::Run => {
                 self.start_init(vm, &host.sd, state, &host.abortable, &gone)?;
-                self.event_loop(vm, &host.ev_rx, &host.sd, state)
+                self.event_loop(vm, &host.ev_rx, &host.sd, state, &mut host.devices)
             }
             Mode::Create { .. } => {
                 if let Some(mut r) = self.ready.take() {
@@ -47,11 +48,10 @@ impl Monitor {
                 }
                 host.guard.keep = true;
                 host.abortable.store(false, Ordering::SeqCst);
-                let started =
-                    self.wait_for_start(vm, &host.ev_rx, &host.sd, state, &host.abortable, &gone)?;
+                let started = self.wait_for_start(vm, host, state, &gone)?;
                 match started {
                     Some(status) => Ok(status),
-                    None => self.event_loop(vm, &host.ev_rx, &host.sd, state),
+                    None => self.event_loop(vm, &host.ev_rx, &host.sd, state, &mut host.devices),
                 }
             }
         }
@@ -152,14 +152,13 @@ impl Monitor {
     fn wait_for_start(
         &mut self,
         vm: &mut Vmm,
-        ev_rx: &Receiver<Event>,
-        sd: &StateDir,
+        host: &mut Host,
         state: &mut ContainerState,
-        abortable: &AtomicBool,
         gone: &dyn Fn(&str) -> MonitorError,
     ) -> Result<Option<ExitStatus>, MonitorError> {
+        let (sd, abortable) = (&host.sd, &host.abortable);
         loop {
-            let Ok(ev) = ev_rx.recv() else {
+            let Ok(ev) = host.ev_rx.recv() else {
                 return Err(gone("waiting for start"));
             };
             match ev {
@@ -189,6 +188,11 @@ impl Monitor {
                     return Ok(Some(ExitStatus::Signal(sig)))
                 }
                 Event::Api(call) => self.api_call(vm, state, sd, call),
+                Event::Signal(libc::SIGCHLD) => {
+                    if let Some(status) = self.check_backends(vm, &mut host.devices) {
+                        return Ok(Some(status));
+                    }
+                }
                 Event::Signal(_) | Event::Agent(_) => {}
                 Event::Disconnected(_) => {
                     self.vm_gone();
@@ -204,6 +208,7 @@ impl Monitor {
         ev_rx: &Receiver<Event>,
         sd: &StateDir,
         state: &mut ContainerState,
+        devices: &mut [Box<dyn VmDevice>],
     ) -> Result<ExitStatus, MonitorError> {
         loop {
             let Ok(ev) = ev_rx.recv() else {
@@ -231,6 +236,11 @@ impl Monitor {
                     }
                 }
                 Event::Signal(libc::SIGWINCH) => {}
+                Event::Signal(libc::SIGCHLD) => {
+                    if let Some(status) = self.check_backends(vm, devices) {
+                        return Ok(status);
+                    }
+                }
                 Event::Signal(sig) => {
                     let req = HostRequest::Signal {
                         exec_id: 0,
@@ -271,6 +281,28 @@ impl Monitor {
         }
     }
 
+    /// A child of the monitor ended: if it was a backend of the VM (virtiofsd, passt), the
+    /// guest can no longer use that device (a file access would hang on a FUSE request nobody
+    /// answers), so the VM is stopped: the container ends as if killed (137), the reason in
+    /// the log, and teardown cleans up as after any end.
+    fn check_backends(
+        &mut self,
+        vm: &mut Vmm,
+        devices: &mut [Box<dyn VmDevice>],
+    ) -> Option<ExitStatus> {
+        let dead = devices.iter_mut().find_map(|d| d.dead_backend())?;
+        log::error(&format!(
+            "the VM's {} died ({}; its log {}): the VM is stopped and the container ends as \
+             killed (137)",
+            dead.program,
+            dead.status,
+            dead.log.display()
+        ));
+        self.vm_gone();
+        vm.qemu.kill();
+        Some(ExitStatus::Signal(libc::SIGKILL))
+    }
+
     /// The VM is gone: API calls answer 503 from now on.
     fn vm_gone(&self) {
         if let Some(f) = &self.facts {
@@ -293,7 +325,16 @@ impl Monitor {
                 if !running {
                     return err("container not running".into());
                 }
-                match vm.agent.request(
+                // A paused guest cannot take a signal: its vCPUs run again for the delivery
+                // (and stay running for SIGKILL, whose container is about to end), the way a
+                // frozen cgroup delivers a signal when it thaws.
+                let paused = state.paused;
+                if paused {
+                    if let Err(e) = vm.qmp.cont() {
+                        return err(format!("resume the paused VM to signal it: {e}"));
+                    }
+                }
+                let r = vm.agent.request(
                     HostRequest::Signal {
                         exec_id: 0,
                         signal,
@@ -301,7 +342,12 @@ impl Monitor {
                         container: None,
                     },
                     REQUEST_TIMEOUT,
-                ) {
+                );
+                if paused && (signal == libc::SIGKILL || vm.qmp.stop().is_err()) {
+                    state.paused = false;
+                    let _ = sd.save(state);
+                }
+                match r {
                     Ok(_) => CtlReply::Ok,
                     Err(e) => err(request_error_text(e)),
                 }

@@ -57,12 +57,8 @@ impl Monitor {
 
         let what = "QEMU's QMP connection";
         let qmp_stream = self.accept(&qmp_listener, &mut qemu, host, what)?;
-        let mut qmp = QmpClient::handshake(qmp_stream, QEMU_CONNECT_TIMEOUT).map_err(|e| {
-            MonitorError::Sys {
-                what: "QMP handshake".into(),
-                source: std::io::Error::other(e.to_string()),
-            }
-        })?;
+        let mut qmp = QmpClient::handshake(qmp_stream, QEMU_CONNECT_TIMEOUT)
+            .map_err(|e| qemu_died_or(&mut qemu, &host.sd, "QMP handshake", e))?;
         self.timings.qmp_ready_ms = self.ms();
         let restored = lease.is_some();
         if let (Some(lease), Some(state)) = (lease, state) {
@@ -284,6 +280,38 @@ fn notice(text: &str) {
     log::error(text);
     if std::io::stderr().is_terminal() {
         eprintln!("{text}");
+    }
+}
+
+/// The error of a QMP exchange that failed: QEMU's exit and the end of its log when it died
+/// (e.g. "cannot set up guest memory"), else what failed.
+fn qemu_died_or(
+    qemu: &mut ChildGuard,
+    sd: &hull_state::StateDir,
+    what: &str,
+    e: hull_qemu::QmpError,
+) -> MonitorError {
+    let exited = (0..250).find_map(|_| {
+        let st = qemu.try_wait();
+        if st.is_none() {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        st
+    });
+    match exited {
+        Some(status) => {
+            let log = sd.path("qemu.log");
+            MonitorError::ChildDied {
+                program: "qemu",
+                status: format!("{status}, during the {what}"),
+                tail: sys::log_tail(&log, 5),
+                log,
+            }
+        }
+        None => MonitorError::Sys {
+            what: what.into(),
+            source: std::io::Error::other(e.to_string()),
+        },
     }
 }
 
