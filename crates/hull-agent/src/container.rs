@@ -370,6 +370,9 @@ fn apply_mount(root: &Path, m: &PlannedMount) -> Result<()> {
             }
         }
         MountKind::Fs { fstype, source } => {
+            if fstype == "proc" || fstype == "sysfs" {
+                refuse_unusual_destination(root, m, fstype)?;
+            }
             create_mountpoint(&dest, true).ctx(|| m.what())?;
             let data = (!o.data.is_empty()).then_some(o.data.as_str());
             mnt(Some(Path::new(source)), &dest, Some(fstype), o.flags, data).ctx(|| {
@@ -387,6 +390,31 @@ fn apply_mount(root: &Path, m: &PlannedMount) -> Result<()> {
             .ctx(|| format!("{}: changing propagation of {}", m.what(), dest.display()))?;
     }
     Ok(())
+}
+
+/// Like runc: procfs and sysfs go only on a plain directory (or a path that does not exist
+/// yet), never through a symlink of the image, whose target an attacker chose (a /proc that
+/// points elsewhere would leave the real /proc path with whatever the image put there).
+fn refuse_unusual_destination(root: &Path, m: &PlannedMount, fstype: &str) -> Result<()> {
+    let rel = m.dest.strip_prefix("/").unwrap_or(&m.dest);
+    let path = root.join(rel);
+    match fs::symlink_metadata(&path) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            let target = fs::read_link(&path).unwrap_or_default();
+            Err(Error::msg(format!(
+                "{}: refusing to mount {fstype} on {}: it is a symlink (to {}) in the rootfs",
+                m.what(),
+                m.dest.display(),
+                target.display()
+            )))
+        }
+        Ok(meta) if !meta.is_dir() => Err(Error::msg(format!(
+            "{}: refusing to mount {fstype} on {}: it is not a directory in the rootfs",
+            m.what(),
+            m.dest.display()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Creates a mount point: a directory, or an empty file (for a bind mount of a file).

@@ -528,3 +528,45 @@ fn memory_qemu_cannot_allocate_fails_with_its_reason_and_leaves_nothing() {
     );
     root.assert_clean("absurd");
 }
+
+/// An image whose /proc or /sys is a symlink: refused like runc does (procfs and sysfs only on
+/// plain directories), with a message naming the mount, nothing left behind.
+#[test]
+fn proc_or_sys_as_a_symlink_in_the_rootfs_is_refused() {
+    for (dir, fstype) in [("proc", "proc"), ("sys", "sysfs")] {
+        let root = Root::new();
+        let b = Bundle::busybox(&["true"]);
+        let path = b.rootfs().join(dir);
+        let _ = std::fs::remove_dir_all(&path);
+        let _ = std::fs::remove_file(&path);
+        std::os::unix::fs::symlink("/tmp", &path).unwrap();
+        let id = format!("link{dir}");
+        let out = run(&root, &b, &id, None);
+        let err = out.stderr_str();
+        assert_ne!(out.code, Some(0), "{err}");
+        assert!(
+            err.contains(&format!(
+                "refusing to mount {fstype} on /{dir}: it is a symlink (to /tmp)"
+            )),
+            "{err}"
+        );
+        root.assert_clean(&id);
+    }
+}
+
+/// An rlimit the guest kernel cannot set (NOFILE above fs.nr_open): refused like runc, naming
+/// the limit, nothing left behind.
+#[test]
+fn an_rlimit_the_kernel_refuses_fails_the_start() {
+    let root = Root::new();
+    let mut b = Bundle::busybox(&["true"]);
+    b.edit(|c| {
+        c["process"]["rlimits"] =
+            json!([{"type": "RLIMIT_NOFILE", "hard": u64::MAX, "soft": 1024u64}])
+    });
+    let out = run(&root, &b, "rlimit", None);
+    let err = out.stderr_str();
+    assert_ne!(out.code, Some(0), "{err}");
+    assert!(err.contains("RLIMIT_NOFILE"), "{err}");
+    root.assert_clean("rlimit");
+}
