@@ -11,8 +11,10 @@
 //! clone's is a private mapping of its template's file (the punch is filtered out and
 //! `madvise(DONTNEED)` drops the clone's private copies). For a clone the template file's
 //! allocated size is read at each point too: a page the clone faults in where the file has a
-//! hole (the template's own free pages) is allocated in the file, i.e. on the host, outside
-//! every process's PSS.
+//! hole (the template's own free pages) is allocated in the file (tmpfs: a read or write fault
+//! through a private mapping fills the hole with a zeroed page), i.e. on the host, outside the
+//! PSS of any process that does not map it; [`Point::host_kib`] counts it, like the memory
+//! case's "incl. template file".
 
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
@@ -75,6 +77,10 @@ pub struct Point {
     pub guest_free_kib: Option<u64>,
     /// A clone's template memory file, allocated (`st_blocks`), at the last read, KiB.
     pub template_alloc_kib: Option<u64>,
+    /// Of a clone's QEMU PSS at the last read: the template file's pages it maps, and its
+    /// copy-on-write (anonymous) pages of that mapping, KiB (`/proc/PID/smaps`).
+    pub template_pss_kib: Option<u64>,
+    pub cow_kib: Option<u64>,
     /// How long the action before this point took (start, exec, resize call), ms.
     pub action_ms: f64,
 }
@@ -84,9 +90,27 @@ impl Point {
         self.pss_kib as f64 / 1024.0
     }
 
+    /// What the host holds for this VM, every page once: PSS without the template file's
+    /// pages it maps, plus the whole allocated template file (a clone; else the PSS), KiB.
+    pub fn host_kib(&self) -> u64 {
+        match self.template_alloc_kib {
+            Some(file) => {
+                self.pss_kib - self.template_pss_kib.unwrap_or(0).min(self.pss_kib) + file
+            }
+            None => self.pss_kib,
+        }
+    }
+
+    pub fn host_mib(&self) -> f64 {
+        self.host_kib() as f64 / 1024.0
+    }
+
     pub fn json(&self) -> Value {
         json!({
             "pss_kib": self.pss_kib,
+            "host_kib_incl_template_file": self.host_kib(),
+            "template_file_pages_pss_kib": self.template_pss_kib,
+            "copy_on_write_kib": self.cow_kib,
             "settled": self.settled,
             "level_s": crate::stats::round(self.level_s),
             "waited_s": crate::stats::round(self.waited_s),
@@ -154,6 +178,20 @@ impl Run {
         self.freed.pss_mib() - self.idle.pss_mib()
     }
 
+    /// [`Run::returned_mib`], [`Run::fill_cost_mib`], [`Run::kept_mib`] of what the host
+    /// holds, the template file included ([`Point::host_kib`]).
+    pub fn host_returned_mib(&self) -> f64 {
+        self.holding.host_mib() - self.freed.host_mib()
+    }
+
+    pub fn host_fill_cost_mib(&self) -> f64 {
+        self.holding.host_mib() - self.idle.host_mib()
+    }
+
+    pub fn host_kept_mib(&self) -> f64 {
+        self.freed.host_mib() - self.idle.host_mib()
+    }
+
     pub fn json(&self) -> Value {
         let mut points = serde_json::Map::new();
         for (name, p) in self.points() {
@@ -165,6 +203,11 @@ impl Run {
             "returned_mib": crate::stats::round(self.returned_mib()),
             "fill_cost_mib": crate::stats::round(self.fill_cost_mib()),
             "above_idle_after_free_mib": crate::stats::round(self.kept_mib()),
+            "incl_template_file": {
+                "returned_mib": crate::stats::round(self.host_returned_mib()),
+                "fill_cost_mib": crate::stats::round(self.host_fill_cost_mib()),
+                "above_idle_after_free_mib": crate::stats::round(self.host_kept_mib()),
+            },
             "points": points,
             "leftover_pids": self.leftovers,
         })
@@ -287,7 +330,17 @@ fn settle(api: &Client, since: Instant, bound: Duration, template: Option<&Path>
     }
     p.waited_s = since.elapsed().as_secs_f64();
     p.level_s = level_time(&p.trace);
-    p.template_alloc_kib = template.and_then(alloc_kib);
+    if let Some(path) = template {
+        p.template_alloc_kib = alloc_kib(path);
+        let qemu = p.processes.iter().find(|h| h.name.starts_with("qemu"));
+        if let Some(q) = qemu {
+            let smaps = std::fs::read_to_string(format!("/proc/{}/smaps", q.pid))
+                .with_context(|| format!("read /proc/{}/smaps", q.pid))?;
+            let (pss, cow) = memory::parse_template_smaps(&smaps, &path.to_string_lossy());
+            p.template_pss_kib = Some(pss);
+            p.cow_kib = Some(cow);
+        }
+    }
     Ok(p)
 }
 

@@ -1017,12 +1017,15 @@ fn reclaim_markdown(s: &mut String, r: &Reclaim) {
             "| point | host PSS | − idle | action (s) | level after (s) | settled | guest MemTotal / MemFree |"
         );
         if clone {
-            let _ = write!(s, " template file allocated |");
+            let _ = write!(
+                s,
+                " template file allocated | host incl. template file | − idle |"
+            );
         }
         let _ = writeln!(
             s,
             "\n|---|---:|---:|---:|---:|---|---:|{}",
-            if clone { "---:|" } else { "" }
+            if clone { "---:|---:|---:|" } else { "" }
         );
         type Get = fn(&ReclaimRun) -> &reclaim::Point;
         let rows: [(String, &str, Get); 5] = [
@@ -1095,7 +1098,19 @@ fn reclaim_markdown(s: &mut String, r: &Reclaim) {
                     .filter_map(|x| get(x).template_alloc_kib)
                     .map(|k| k as f64 / 1024.0)
                     .collect();
-                let _ = write!(s, " {} |", mmm(&Summary::of(&tf), 1));
+                let host = reclaim_col(runs, |x| get(x).host_mib());
+                let host_delta = reclaim_col(runs, |x| get(x).host_mib() - x.idle.host_mib());
+                let _ = write!(
+                    s,
+                    " {} | {} | {} |",
+                    mmm(&Summary::of(&tf), 1),
+                    mmm(&host, 1),
+                    if i == 0 {
+                        "–".to_string()
+                    } else {
+                        mmm(&host_delta, 1)
+                    }
+                );
             }
             s.push('\n');
         }
@@ -1119,10 +1134,16 @@ fn reclaim_markdown(s: &mut String, r: &Reclaim) {
                 let k = |p: &reclaim::Point| p.template_alloc_kib.unwrap_or(0) as f64 / 1024.0;
                 k(&x.deflated) - k(&x.idle)
             });
+            let host_cost = reclaim_col(runs, ReclaimRun::host_fill_cost_mib);
+            let host_back = reclaim_col(runs, ReclaimRun::host_returned_mib);
+            let host_kept = reclaim_col(runs, ReclaimRun::host_kept_mib);
             let _ = writeln!(
                 s,
-                "The template's memory file (tmpfs, shared by every clone, in no process's PSS until mapped) grew by {} MiB from (a) to (e).",
-                mmm(&growth, 1)
+                "The template's memory file (tmpfs, shared by the clones of this shape, in no process's PSS where unmapped) grew by **{} MiB** from (a) to (e): a clone's fault on a hole of the file (a page free in the template) allocates a zeroed page in the file, and discarding the clone's copy does not free it. Counting it (\"host incl. template file\": PSS without the file's mapped pages, plus the whole file): the fill cost the host {} MiB, {} MiB came back after `rm`, and the host kept {} MiB more than at (a).",
+                mmm(&growth, 1),
+                mmm(&host_cost, 1),
+                mmm(&host_back, 1),
+                mmm(&host_kept, 1)
             );
         }
         let left: Vec<i32> = runs.iter().flat_map(|x| x.leftovers.clone()).collect();
@@ -1157,6 +1178,16 @@ fn reclaim_json(r: &Reclaim) -> Value {
             "fill_cost_mib": col(&|x| x.fill_cost_mib()),
             "returned_mib": col(&|x| x.returned_mib()),
             "above_idle_after_free_mib": col(&|x| x.kept_mib()),
+            "incl_template_file": {
+                "host_mib_idle": col(&|x| x.idle.host_mib()),
+                "host_mib_holding": col(&|x| x.holding.host_mib()),
+                "host_mib_after_free": col(&|x| x.freed.host_mib()),
+                "host_mib_inflated": col(&|x| x.inflated.host_mib()),
+                "host_mib_deflated": col(&|x| x.deflated.host_mib()),
+                "fill_cost_mib": col(&|x| x.host_fill_cost_mib()),
+                "returned_mib": col(&|x| x.host_returned_mib()),
+                "above_idle_after_free_mib": col(&|x| x.host_kept_mib()),
+            },
             "runs": runs.iter().map(ReclaimRun::json).collect::<Vec<_>>(),
         })
     };
@@ -1406,14 +1437,14 @@ mod tests {
             "{s}"
         );
         assert!(
-            s.contains("| (c) after `rm /fill/x` (free page reporting) | 90.0 | 10.0 | `rm` 1.5 | 3.0 | 1/1 | 500 / 400 | 30.0 |"),
+            s.contains("| (c) after `rm /fill/x` (free page reporting) | 90.0 | 10.0 | `rm` 1.5 | 3.0 | 1/1 | 500 / 400 | 30.0 | 120.0 | 10.0 |"),
             "{s}"
         );
         assert!(
             s.contains("cost the host **205.0 MiB** (b − a); after `rm`, **195.0 MiB came back** (b − c; 95 % of b − a), and the VM stayed 10.0 MiB above idle"),
             "{s}"
         );
-        assert!(s.contains("grew by 0.0 MiB"), "{s}");
+        assert!(s.contains("grew by **0.0 MiB**"), "{s}");
         let j = reclaim_json(&r);
         assert_eq!(j["cold"]["returned_mib"]["median"], json!(200.0));
         assert_eq!(
