@@ -304,3 +304,46 @@ pub fn attach_tree(tree: &impl AsRawFd, target: &Path) -> Result<(), MonitorErro
     }
     Ok(())
 }
+
+fn lseek(f: &std::fs::File, offset: u64, whence: libc::c_int) -> std::io::Result<Option<u64>> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: lseek on a descriptor we own; no memory is passed.
+    let r = unsafe { libc::lseek(f.as_raw_fd(), offset as libc::off_t, whence) };
+    if r >= 0 {
+        return Ok(Some(r as u64));
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::ENXIO) => Ok(None), // no more data (SEEK_DATA past the last data)
+        _ => Err(e),
+    }
+}
+
+/// The next hole at or after `offset` (the file's end counts as one).
+pub fn seek_hole(f: &std::fs::File, offset: u64) -> std::io::Result<u64> {
+    Ok(lseek(f, offset, libc::SEEK_HOLE)?.unwrap_or(u64::MAX))
+}
+
+/// The next data at or after `offset`; `None` when only a hole follows.
+pub fn seek_data(f: &std::fs::File, offset: u64) -> std::io::Result<Option<u64>> {
+    lseek(f, offset, libc::SEEK_DATA)
+}
+
+/// Frees `len` bytes at `offset` of `f` (they read as zeros; the size stays).
+pub fn punch_hole(f: &std::fs::File, offset: u64, len: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fallocate on a descriptor we own; no memory is passed.
+    let r = unsafe {
+        libc::fallocate(
+            f.as_raw_fd(),
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            offset as libc::off_t,
+            len as libc::off_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}

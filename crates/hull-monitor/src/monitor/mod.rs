@@ -197,6 +197,9 @@ impl Monitor {
         }
         sys::close_stdio();
         vmm.qemu.wait_or_kill(POWEROFF_TIMEOUT);
+        if let Some(dir) = &vmm.template_dir {
+            crate::template::give_back_free_pages(dir);
+        }
         stop_devices(&mut host.devices);
         // The VM's processes are gone: the engine's cgroup for it goes too.
         drop(host.cgroup.take());

@@ -29,6 +29,8 @@ pub struct Vmm {
     pub agent: AgentConn,
     /// Restored from a template (the guest needs fresh entropy and the time).
     pub restored: bool,
+    /// The template's directory, for a clone (see `template::give_back_free_pages`).
+    pub template_dir: Option<std::path::PathBuf>,
 }
 
 impl Monitor {
@@ -61,6 +63,7 @@ impl Monitor {
             .map_err(|e| qemu_died_or(&mut qemu, &host.sd, "QMP handshake", e))?;
         self.timings.qmp_ready_ms = self.ms();
         let restored = lease.is_some();
+        let template_dir = lease.as_ref().map(|l| l.template.dir.clone());
         if let (Some(lease), Some(state)) = (lease, state) {
             if let Err(e) = self.restore(&mut qmp, &mut qemu, host, lease, state) {
                 // The template is gone (restore removed it); this VM boots instead.
@@ -86,6 +89,7 @@ impl Monitor {
             qmp,
             agent,
             restored,
+            template_dir,
         })
     }
 

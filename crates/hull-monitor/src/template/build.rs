@@ -85,6 +85,11 @@ pub fn build(
     }
     let state = std::fs::read(dir.join("state"))
         .map_err(MonitorError::sys(format!("read {}/state", dir.display())))?;
+    let memory = dir.join("memory");
+    let holes = super::holes_of(&memory).map_err(MonitorError::sys(format!(
+        "find the holes of {}",
+        memory.display()
+    )))?;
     Ok(Meta {
         key: String::new(),
         memory_bytes: u64::from(clone_cmd.memory_mib) << 20,
@@ -92,6 +97,7 @@ pub fn build(
         state_sha256: sha256_hex(&state),
         build_ms: t0.elapsed().as_millis() as u64,
         inputs: Vec::new(),
+        holes,
     })
 }
 

@@ -118,6 +118,11 @@ pub struct Meta {
     /// once one of those files changes, the template is garbage.
     #[serde(default)]
     pub inputs: Vec<String>,
+    /// The holes of the memory file after the build, `[offset, length]` in bytes: pages the
+    /// template's guest never used or gave back (free page reporting). See
+    /// [`give_back_free_pages`].
+    #[serde(default)]
+    pub holes: Vec<[u64; 2]>,
 }
 
 impl Template {
@@ -230,6 +235,68 @@ pub fn discard(lease: Lease) {
     let lock = &lease._lock;
     if flock(lock, libc::LOCK_EX).is_ok() {
         let _ = std::fs::remove_dir_all(&lease.template.dir);
+    }
+}
+
+/// The holes of `path` (`SEEK_HOLE`/`SEEK_DATA`), `[offset, length]`.
+pub fn holes_of(path: &Path) -> std::io::Result<Vec<[u64; 2]>> {
+    let f = File::open(path)?;
+    let size = f.metadata()?.len();
+    let mut holes = Vec::new();
+    let mut at = 0;
+    while at < size {
+        let hole = crate::sys::seek_hole(&f, at)?;
+        if hole >= size {
+            break;
+        }
+        let data = crate::sys::seek_data(&f, hole)?.unwrap_or(size);
+        holes.push([hole, data - hole]);
+        at = data;
+    }
+    Ok(holes)
+}
+
+/// Gives the pages a template's guest did not use back to the host, after a clone ended.
+///
+/// A clone maps the template's memory file private. On tmpfs, any fault of a private mapping on
+/// a hole of the file (a page the template's guest had free, which a clone reads or writes
+/// for the first time) allocates a zeroed page in the file itself, and discarding the clone's
+/// copy does not free it: the file fills towards the VM's RAM size and stays so (measured by
+/// `hull-bench --only reclaim`). Punching the holes recorded at the build again frees those
+/// pages and changes nothing anyone sees: they were zero and read as zero; running clones keep
+/// their own copies and refault the rest as zeros. Under the template's lock, shared
+/// (a rebuild holds it exclusive), and only for the template the record describes.
+pub fn give_back_free_pages(dir: &Path) {
+    let (Some(base), Some(key)) = (dir.parent(), dir.file_name()) else {
+        return;
+    };
+    let t = Template::new(base, &key.to_string_lossy());
+    let r = (|| -> Result<usize, String> {
+        let lock = File::open(&t.lock).map_err(|e| format!("{}: {e}", t.lock.display()))?;
+        flock(&lock, libc::LOCK_SH | libc::LOCK_NB).map_err(|e| e.to_string())?;
+        let meta: Meta = std::fs::read(&t.meta)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .filter(|m: &Meta| m.key == t.key)
+            .ok_or("no valid meta.json")?;
+        let f = OpenOptions::new()
+            .write(true)
+            .open(&t.memory)
+            .map_err(|e| format!("{}: {e}", t.memory.display()))?;
+        for [offset, len] in &meta.holes {
+            crate::sys::punch_hole(&f, *offset, *len).map_err(|e| e.to_string())?;
+        }
+        Ok(meta.holes.len())
+    })();
+    match r {
+        Ok(n) => crate::log::debug(&format!(
+            "VM template {}: {n} holes punched again",
+            dir.display()
+        )),
+        Err(e) => crate::log::debug(&format!(
+            "VM template {}: free pages not given back: {e}",
+            dir.display()
+        )),
     }
 }
 
@@ -512,6 +579,7 @@ mod tests {
                 state_sha256: sha256_hex(b"device state"),
                 build_ms: 1,
                 inputs: Vec::new(),
+                holes: Vec::new(),
             })
         }
     }
@@ -569,5 +637,52 @@ mod tests {
         let t = Template::new(&root.join(DIR), &key(&c));
         assert!(!t.dir.exists() && !t.dir.with_extension("build").exists());
         let _ = std::fs::remove_dir_all(&root);
+    }
+
+    /// The holes of a sparse memory file are found, and punching them again after a writer
+    /// filled them frees what was written there and keeps the data around them.
+    #[test]
+    fn recorded_holes_are_found_and_punched_again() {
+        use std::io::{Seek, SeekFrom, Write};
+        // /dev/shm: tmpfs, where a clone's faults fill the holes of its template's file.
+        let dir =
+            std::path::Path::new("/dev/shm").join(format!("hull-holes-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let base = dir.join("templates");
+        let t = Template::new(&base, "k1");
+        std::fs::create_dir_all(&t.dir).unwrap();
+        let mut f = File::create(&t.memory).unwrap();
+        f.set_len(1 << 20).unwrap();
+        f.seek(SeekFrom::Start(64 << 10)).unwrap();
+        f.write_all(&[7u8; 4096]).unwrap();
+        drop(f);
+        let holes = holes_of(&t.memory).unwrap();
+        assert_eq!(
+            holes,
+            vec![[0, 64 << 10], [68 << 10, (1 << 20) - (68 << 10)]]
+        );
+        let meta = Meta {
+            key: "k1".into(),
+            memory_bytes: 1 << 20,
+            state_bytes: 0,
+            state_sha256: String::new(),
+            build_ms: 0,
+            inputs: Vec::new(),
+            holes: holes.clone(),
+        };
+        std::fs::write(&t.meta, serde_json::to_vec(&meta).unwrap()).unwrap();
+        File::create(&t.lock).unwrap();
+        // A "clone" fills the file.
+        std::fs::write(&t.memory, vec![1u8; 1 << 20]).unwrap();
+        assert!(holes_of(&t.memory).unwrap().is_empty());
+        give_back_free_pages(&t.dir);
+        assert_eq!(holes_of(&t.memory).unwrap(), holes);
+        let data = std::fs::read(&t.memory).unwrap();
+        assert!(
+            data[(64 << 10)..(68 << 10)].iter().all(|b| *b == 1),
+            "data kept"
+        );
+        assert!(data[..(64 << 10)].iter().all(|b| *b == 0));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
