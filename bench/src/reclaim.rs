@@ -150,6 +150,9 @@ pub struct Run {
     pub other_qemus: usize,
     /// Processes of the root still alive after `delete --force` (10 s deadline).
     pub leftovers: Vec<i32>,
+    /// (f) a clone's template file, allocated, once the clone ended (its monitor punched the
+    /// template's recorded holes again), KiB.
+    pub template_after_kib: Option<u64>,
 }
 
 impl Run {
@@ -209,6 +212,7 @@ impl Run {
                 "above_idle_after_free_mib": crate::stats::round(self.host_kept_mib()),
             },
             "points": points,
+            "template_file_allocated_after_end_kib": self.template_after_kib,
             "leftover_pids": self.leftovers,
         })
     }
@@ -507,6 +511,7 @@ pub fn one(ctx: &Ctx, root: &StateRoot, mode: VmStart, bundle: &Path, id: &str) 
 
     c.delete()?;
     let leftovers = root.wait_no_processes(Duration::from_secs(10));
+    let template_after_kib = tpl.and_then(alloc_kib);
     if root.path().join(id).exists() {
         bail!(
             "`delete --force {id}` left {}",
@@ -529,6 +534,7 @@ pub fn one(ctx: &Ctx, root: &StateRoot, mode: VmStart, bundle: &Path, id: &str) 
         deflated,
         other_qemus,
         leftovers,
+        template_after_kib,
     })
 }
 

@@ -1137,13 +1137,18 @@ fn reclaim_markdown(s: &mut String, r: &Reclaim) {
             let host_cost = reclaim_col(runs, ReclaimRun::host_fill_cost_mib);
             let host_back = reclaim_col(runs, ReclaimRun::host_returned_mib);
             let host_kept = reclaim_col(runs, ReclaimRun::host_kept_mib);
+            let after = reclaim_col(runs, |x| {
+                x.template_after_kib.unwrap_or(0) as f64 / 1024.0
+                    - x.idle.template_alloc_kib.unwrap_or(0) as f64 / 1024.0
+            });
             let _ = writeln!(
                 s,
-                "The template's memory file (tmpfs, shared by the clones of this shape, in no process's PSS where unmapped) grew by **{} MiB** from (a) to (e): a clone's fault on a hole of the file (a page free in the template) allocates a zeroed page in the file, and discarding the clone's copy does not free it. Counting it (\"host incl. template file\": PSS without the file's mapped pages, plus the whole file): the fill cost the host {} MiB, {} MiB came back after `rm`, and the host kept {} MiB more than at (a).",
+                "The template's memory file (tmpfs, shared by the clones of this shape, in no process's PSS where unmapped) grew by **{} MiB** from (a) to (e): a clone's fault on a hole of the file (a page free in the template) allocates a zeroed page in the file, and discarding the clone's copy does not free it while the clone runs. Counting it (\"host incl. template file\": PSS without the file's mapped pages, plus the whole file): the fill cost the host {} MiB, {} MiB came back after `rm`, and the host kept {} MiB more than at (a). (f) Once the clone ended (its monitor punched the template's recorded holes again), the file was **{} MiB** from its size at (a).",
                 mmm(&growth, 1),
                 mmm(&host_cost, 1),
                 mmm(&host_back, 1),
-                mmm(&host_kept, 1)
+                mmm(&host_kept, 1),
+                mmm(&after, 1)
             );
         }
         let left: Vec<i32> = runs.iter().flat_map(|x| x.leftovers.clone()).collect();
@@ -1420,6 +1425,7 @@ mod tests {
             deflated: p(mib[4]),
             other_qemus: 0,
             leftovers: vec![],
+            template_after_kib: None,
         }
     }
 
