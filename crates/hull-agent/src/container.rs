@@ -14,6 +14,7 @@ use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, LinuxNamespaceType, Spec};
 
 use crate::error::{Context, Error, Result};
 use crate::mounts::{classify, parse_options, secure_join, MountKind, MountOptions};
+use crate::seccomp::SeccompPlan;
 
 /// Where the host's rootfs share (`hull_protocol::SHARE_TAG`) is mounted in the guest.
 pub const SHARE_DIR: &str = "/run/hull/share";
@@ -140,6 +141,8 @@ pub struct Container {
     /// For a later container of a pod: the guest PID of the pod's first init, whose
     /// namespaces `ns.pod` names.
     pub pod_init_pid: Option<i32>,
+    /// `linux.seccomp`, compiled.
+    pub seccomp: Option<SeccompPlan>,
 }
 
 impl Container {
@@ -195,9 +198,13 @@ impl Container {
         if spec.process().is_none() {
             return Err(Error::msg("config has no process"));
         }
-        if spec.linux().as_ref().is_some_and(|l| l.seccomp().is_some()) {
-            info!("seccomp is not supported yet; ignored");
-        }
+        // Compiled here, before any fork, for the init and every exec'd process (as runc does).
+        let seccomp = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.seccomp().as_ref())
+            .map(SeccompPlan::new)
+            .transpose()?;
         Ok(Self {
             id: cfg.id,
             bundle: cfg.bundle,
@@ -208,6 +215,7 @@ impl Container {
             default_devices,
             init_exec_id: cfg.init_exec_id,
             pod_init_pid: None,
+            seccomp,
         })
     }
 }

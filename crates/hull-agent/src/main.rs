@@ -28,6 +28,7 @@ mod mounts;
 mod process;
 mod procfs;
 mod reaper;
+mod seccomp;
 mod stdio;
 mod sys;
 

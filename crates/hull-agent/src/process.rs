@@ -21,6 +21,7 @@ use crate::caps::CapPlan;
 use crate::container::Container;
 use crate::error::{Context, Error, Result};
 use crate::lookup;
+use crate::seccomp::SeccompPlan;
 use crate::stdio::{self, ChildStdio, ParentStdio};
 use crate::sys;
 
@@ -501,11 +502,16 @@ fn child_setup(ctx: &ChildCtx<'_>) -> Result<Infallible> {
         let state = crate::hooks::state_json(ctx.c, "created");
         crate::hooks::run("startContainer", &list.unwrap_or_default(), &state, None)?;
     }
-    finalize(ctx.plan)
+    finalize(ctx.plan, ctx.c.seccomp.as_ref())
 }
 
-/// The last steps, in the container's root: limits, user, capabilities, cwd, exec.
-fn finalize(p: &ExecPlan) -> Result<Infallible> {
+/// The last steps, in the container's root: limits, user, capabilities, cwd, seccomp, exec.
+///
+/// Seccomp: with no_new_privs the filters go on right before execve. Without it the kernel
+/// requires CAP_SYS_ADMIN to install them, so (like runc) they go on before the user and
+/// capabilities change; the few calls after that (setgroups, setuid, capset, chdir, looking up
+/// the executable, execve) must then be allowed by the profile, as runc requires too.
+fn finalize(p: &ExecPlan, seccomp: Option<&SeccompPlan>) -> Result<Infallible> {
     for (res, soft, hard, name) in &p.rlimits {
         sys::setrlimit(*res, *soft, *hard).ctx(|| format!("setting {name}"))?;
     }
@@ -519,6 +525,9 @@ fn finalize(p: &ExecPlan) -> Result<Infallible> {
     }
     // As root first (a directory only root may enter); again as the user if that failed.
     let early_cwd = nix::unistd::chdir(&p.cwd);
+    if let (Some(s), false) = (seccomp, p.no_new_privs) {
+        s.install()?;
+    }
     if p.caps.is_some() {
         sys::set_keepcaps(true).ctx(|| "PR_SET_KEEPCAPS".into())?;
     }
@@ -568,6 +577,9 @@ fn finalize(p: &ExecPlan) -> Result<Infallible> {
         nix::sys::prctl::set_no_new_privs().ctx(|| "PR_SET_NO_NEW_PRIVS".into())?;
     }
     debug!("child: exec {}", Path::new(&path).display());
+    if let (Some(s), true) = (seccomp, p.no_new_privs) {
+        s.install()?;
+    }
     let e = match nix::unistd::execve(&path_c, &p.argv, &envp) {
         Ok(never) => match never {},
         Err(e) => e,

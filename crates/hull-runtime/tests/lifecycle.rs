@@ -318,8 +318,8 @@ fn spec_and_features_tell_the_truth() {
     );
     let f: Value = serde_json::from_slice(&hr(&root, &["features"]).stdout).unwrap();
     assert_eq!(
-        f["linux"]["seccomp"]["enabled"], false,
-        "seccomp is not enforced in the guest yet"
+        f["linux"]["seccomp"]["enabled"], true,
+        "the agent enforces linux.seccomp"
     );
     let hooks: Vec<&str> = f["hooks"]
         .as_array()

@@ -397,3 +397,22 @@ fn stats_reads_the_vms_cgroup_and_rm_removes_it() {
     let left: Vec<_> = dirs.iter().filter(|d| d.exists()).collect();
     assert!(left.is_empty(), "cgroups left after rm: {left:?}");
 }
+
+#[test]
+fn default_seccomp_profile_is_enforced() {
+    // podman sends its default seccomp profile (linux.seccomp) unless told otherwise.
+    let p = Podman::new();
+    let out = p
+        .podman(&run_args(
+            &["--rm", Podman::IMAGE],
+            &["sh", "-c", "grep Seccomp: /proc/self/status; echo works"],
+        ))
+        .ok();
+    let seccomp = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Seccomp:"))
+        .map(str::trim);
+    assert_eq!(seccomp, Some("2"), "{out}");
+    assert!(out.stdout.lines().any(|l| l == "works"), "{out}");
+}
