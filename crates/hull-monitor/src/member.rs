@@ -169,21 +169,32 @@ fn serve(
     sd: &StateDir,
     state: &mut ContainerState,
 ) -> i32 {
-    for ev in ev_rx {
+    let mut inflight = Vec::new();
+    let status = loop {
+        let Ok(ev) = ev_rx.recv() else { break 137 };
         match ev {
-            MemberEvent::Control(c) => forward(id, pod_ctl, c),
+            MemberEvent::Control(c) => {
+                inflight.retain(|t: &std::thread::JoinHandle<()>| !t.is_finished());
+                inflight.push(forward(id, pod_ctl, c));
+            }
             MemberEvent::Started => {
                 state.status = Status::Running;
                 let _ = sd.save(state);
             }
-            MemberEvent::Exited(status) => return status,
+            MemberEvent::Exited(status) => break status,
             MemberEvent::Gone(why) => {
                 log::error(&format!("the pod's VM went away: {why}"));
-                return 137;
+                break 137;
             }
         }
+    };
+    // The request that ended the member (a kill) may not have had its reply relayed yet:
+    // exiting now would close its caller's connection without one.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while inflight.iter().any(|t| !t.is_finished()) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    137
+    status
 }
 
 /// `run`: the member starts at once.
@@ -205,7 +216,7 @@ fn start_now(id: &str, pod_ctl: &Path) -> Result<(), MonitorError> {
 }
 
 /// Relays one request (with its fds) to the pod's monitor and every reply line back.
-fn forward(id: &str, pod_ctl: &Path, c: control::ControlRequest) {
+fn forward(id: &str, pod_ctl: &Path, c: control::ControlRequest) -> std::thread::JoinHandle<()> {
     let id = id.to_owned();
     let pod_ctl = pod_ctl.to_owned();
     std::thread::spawn(move || {
@@ -228,7 +239,7 @@ fn forward(id: &str, pod_ctl: &Path, c: control::ControlRequest) {
                 return;
             }
         }
-    });
+    })
 }
 
 /// Reads the member's create connection: `started`, then `exited`, as events.
