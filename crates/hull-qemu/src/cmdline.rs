@@ -195,6 +195,25 @@ pub struct QemuCommand {
     pub qmp_chardev: String,
     /// Wait for the state of a saved VM (`migrate-incoming`) instead of booting.
     pub incoming: bool,
+    /// QEMU's own seccomp sandbox (`-sandbox`), if any.
+    pub sandbox: Option<Sandbox>,
+}
+
+/// QEMU's seccomp sandbox: obsolete system calls, privilege changes and scheduler/resource
+/// changes are denied; `spawn` (fork/exec) is denied unless the VM needs it (a template's build
+/// saves its state through `exec:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sandbox {
+    pub spawn: bool,
+}
+
+impl Sandbox {
+    fn arg(&self) -> String {
+        format!(
+            "on,obsolete=deny,elevateprivileges=deny,spawn={},resourcecontrol=deny",
+            if self.spawn { "allow" } else { "deny" }
+        )
+    }
 }
 
 /// Escapes a value for QEMU's option syntax (a comma is written twice).
@@ -253,6 +272,9 @@ impl QemuCommand {
         if self.incoming {
             push("-incoming", "defer".into());
         }
+        if let Some(sb) = &self.sandbox {
+            push("-sandbox", sb.arg());
+        }
         for flag in ["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"] {
             a.push(flag.to_string());
         }
@@ -294,6 +316,7 @@ mod tests {
             kernel: "/k/vmlinux".into(),
             initrd: "/k/initramfs.cpio".into(),
             kernel_cmdline: "console=hvc0 quiet".into(),
+            sandbox: Some(Sandbox { spawn: false }),
             chardevs: vec![
                 Chardev::SocketClient {
                     id: "agent".into(),
@@ -322,6 +345,22 @@ mod tests {
             qmp_chardev: "qmp".into(),
             incoming: false,
         }
+    }
+
+    #[test]
+    fn sandbox_denies_spawn_unless_asked() {
+        let mut q = sample();
+        let args = pairs(&q.args());
+        assert!(args.contains(&(
+            "-sandbox".into(),
+            "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny".into()
+        )));
+        q.sandbox = Some(Sandbox { spawn: true });
+        assert!(pairs(&q.args())
+            .iter()
+            .any(|(k, v)| k == "-sandbox" && v.contains("spawn=allow")));
+        q.sandbox = None;
+        assert!(!pairs(&q.args()).iter().any(|(k, _)| k == "-sandbox"));
     }
 
     fn pairs(args: &[OsString]) -> Vec<(String, String)> {

@@ -263,6 +263,17 @@ fn mapped_template(qemu_pid: u64) -> (PathBuf, String) {
     (PathBuf::from(path), sha256(std::path::Path::new(path)))
 }
 
+/// `Seccomp:` of /proc/PID/status (2: filtered).
+fn seccomp_mode(pid: u64) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Seccomp:"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
 impl Vm {
     fn qemu_pid(&self) -> u64 {
         self.get("/v1/vm/metrics").body["host"]["processes"]
@@ -288,6 +299,11 @@ fn a_template_clone_resizes_without_touching_its_template() {
     assert_eq!(info["memory_mib"]["target"], 256, "{info}");
     assert_eq!(vm.nproc(), 1, "the template's offlined vCPU stays offline");
     let (template, sum) = mapped_template(vm.qemu_pid());
+    assert_eq!(
+        seccomp_mode(vm.qemu_pid()),
+        "2",
+        "a clone's QEMU is sandboxed"
+    );
 
     // The guest writes into its memory (page cache), then grows to all 320 MiB and shrinks to
     // 192: the balloon deflates and inflates in the clone, and its QEMU drops its own copies
@@ -367,6 +383,11 @@ fn twenty_concurrent_resizes_are_serialized_and_end_consistent() {
         "apiconc",
         json!({"org.hull.vm.template": "off", "org.hull.vm.max_vcpus": "2",
                "org.hull.vm.memory_mib": "256"}),
+    );
+    assert_eq!(
+        seccomp_mode(vm.qemu_pid()),
+        "2",
+        "a cold VM's QEMU is sandboxed"
     );
     let full = vm.guest_mem_total_kib();
     let memory: Vec<u64> = (0..10).map(|i| 200 + 5 * i).collect();

@@ -234,6 +234,7 @@ impl Monitor {
             devices: Vec::new(),
             qmp_chardev: "qmp".into(),
             incoming: false,
+            sandbox: Some(hull_qemu::Sandbox { spawn: false }),
         };
         q.chardevs.push(hull_qemu::Chardev::SocketClient {
             id: "qmp".into(),

@@ -118,6 +118,8 @@ fn unwired_taps(clone_cmd: &QemuCommand) -> Result<Vec<Tap>, MonitorError> {
 fn template_command(clone_cmd: &QemuCommand, dir: &Path, taps: &[Tap]) -> QemuCommand {
     let mut q = clone_cmd.clone();
     q.name = "hull-template".into();
+    // It saves its state through `exec:cat`.
+    q.sandbox = Some(hull_qemu::Sandbox { spawn: true });
     q.memory = Memory::File {
         path: dir.join("memory"),
         share: true,

@@ -520,6 +520,7 @@ mod tests {
             }],
             qmp_chardev: "qmp".into(),
             incoming: false,
+            sandbox: None,
         }
     }
 
