@@ -7,6 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::{wait_status, Bundle, Root, VM_TIMEOUT};
+use hull_testkit::cgroup_dirs;
 use serde_json::Value;
 
 /// `create` with the container's stdout/stderr going to files in `dir` (a pipe would be held open
@@ -553,22 +554,6 @@ fn preserve_fds_is_refused_as_a_config_error_before_anything_exists() {
     }
     let out = hr(&root, &["exec", "--preserve-fds", "1", "nosuch", "true"]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-}
-
-/// The directories of cgroup `rel` in the host's hierarchies that have it.
-fn cgroup_dirs(rel: &str) -> Vec<std::path::PathBuf> {
-    let mut hierarchies: Vec<std::path::PathBuf> = std::fs::read_dir("/sys/fs/cgroup")
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.join("cgroup.procs").exists())
-        .collect();
-    hierarchies.push("/sys/fs/cgroup".into());
-    hierarchies
-        .into_iter()
-        .map(|h| h.join(rel))
-        .filter(|p| p.exists())
-        .collect()
 }
 
 /// `linux.cgroupsPath`: the monitor and its VM run in that cgroup while the container lives;

@@ -57,3 +57,31 @@ pub fn which(program: &str) -> Option<PathBuf> {
         .map(|d| d.join(program))
         .find(|p| p.is_file())
 }
+
+/// `MemTotal` of a `/proc/meminfo` text, in MiB (panics naming the text if there is none).
+#[track_caller]
+pub fn mem_total_mib(meminfo: &str) -> u64 {
+    meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map(|kib| kib / 1024)
+        .unwrap_or_else(|| panic!("no MemTotal in {meminfo}"))
+}
+
+/// The directories of cgroup `rel` (relative to a hierarchy's root) in the host's cgroup
+/// hierarchies that have it (v1 controllers under /sys/fs/cgroup, or the v2 root).
+pub fn cgroup_dirs(rel: &str) -> Vec<PathBuf> {
+    let rel = rel.trim_start_matches('/');
+    let root = std::path::Path::new("/sys/fs/cgroup");
+    std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.join("cgroup.procs").exists())
+        .chain(std::iter::once(root.to_path_buf()))
+        .map(|h| h.join(rel))
+        .filter(|p| p.join("cgroup.procs").exists())
+        .collect()
+}

@@ -214,15 +214,7 @@ fn update_resizes_the_vm_the_container_sees_it() {
         a.extend(cmd);
         d.docker(&a).ok().stdout
     };
-    let mem_total_mib = || {
-        let meminfo = exec(&["cat", "/proc/meminfo"]);
-        meminfo
-            .lines()
-            .find_map(|l| l.strip_prefix("MemTotal:"))
-            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-            .map(|kib| kib / 1024)
-            .unwrap_or_else(|| panic!("no MemTotal in {meminfo}"))
-    };
+    let mem_total_mib = || hull_testkit::mem_total_mib(&exec(&["cat", "/proc/meminfo"]));
     assert_eq!(exec(&["nproc"]).trim(), "2", "--cpus 2: two vCPUs");
     let full = mem_total_mib();
 

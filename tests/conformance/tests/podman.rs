@@ -249,13 +249,7 @@ fn pull_from_private_registry_and_run() {
 
 /// MemTotal in the container, MiB (what the guest kernel has).
 fn mem_total_mib(exec: impl Fn(&[&str]) -> String) -> u64 {
-    let meminfo = exec(&["cat", "/proc/meminfo"]);
-    meminfo
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        .map(|kib| kib / 1024)
-        .unwrap_or_else(|| panic!("no MemTotal in {meminfo}"))
+    hull_testkit::mem_total_mib(&exec(&["cat", "/proc/meminfo"]))
 }
 
 #[test]
@@ -317,19 +311,6 @@ fn update_resizes_the_vm_the_container_sees_it() {
     assert_eq!(p.status(&name), "running");
 }
 
-/// The cgroup directories of `linux.cgroupsPath` `rel` in every hierarchy that has it.
-fn cgroup_dirs(rel: &str) -> Vec<std::path::PathBuf> {
-    std::fs::read_dir("/sys/fs/cgroup")
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.path().join(rel.trim_start_matches('/')))
-        .chain(std::iter::once(
-            std::path::Path::new("/sys/fs/cgroup").join(rel.trim_start_matches('/')),
-        ))
-        .filter(|p| p.join("cgroup.procs").exists())
-        .collect()
-}
-
 #[test]
 fn stats_reads_the_vms_cgroup_and_rm_removes_it() {
     let p = Podman::new();
@@ -343,7 +324,7 @@ fn stats_reads_the_vms_cgroup_and_rm_removes_it() {
         .to_owned();
     // The pid-file PID (the monitor) and the VM's processes (QEMU...) are in the engine's
     // cgroup, as runc puts a container's processes there.
-    let dirs = cgroup_dirs(&cgroups_path);
+    let dirs = hull_testkit::cgroup_dirs(&cgroups_path);
     assert!(
         !dirs.is_empty(),
         "no cgroup {cgroups_path} in any hierarchy"
