@@ -141,6 +141,26 @@ impl QmpClient {
         Ok(info.actual.max(0) as u64)
     }
 
+    /// Polls the balloon until the guest holds `target_mib` (± 1 MiB) or `timeout` passes;
+    /// `Ok(Err(actual_mib))` when it did not get there in time.
+    pub fn wait_balloon(
+        &mut self,
+        target_mib: u64,
+        timeout: std::time::Duration,
+    ) -> Result<Result<(), u64>, QmpError> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let actual = self.balloon_actual()? >> 20;
+            if actual.abs_diff(target_mib) <= 1 {
+                return Ok(Ok(()));
+            }
+            if std::time::Instant::now() >= deadline {
+                return Ok(Err(actual));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// Asks QEMU to exit now.
     pub fn quit(&mut self) -> Result<(), QmpError> {
         self.exec("quit", qmp::quit {}).map(drop)

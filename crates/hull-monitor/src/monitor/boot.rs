@@ -1,7 +1,7 @@
 //! Phase 3: the agent's `Hello` (within the boot deadline of the accelerator), then the
 //! guest's network.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hull_protocol::{HostRequest, Reply, PROTOCOL_VERSION};
 use hull_qemu::Accel;
@@ -84,19 +84,15 @@ impl Monitor {
         }
         vmm.qmp.balloon(u64::from(planned) << 20)?;
         let boot = boot_timeout(host.accel.accel);
-        let deadline = Instant::now() + boot;
-        while vmm.qmp.balloon_actual()? >> 20 > u64::from(planned) + 1 {
-            if Instant::now() >= deadline {
-                let what = format!("the guest to give {} MiB to its balloon", max - planned);
-                return Err(guest_timeout(
-                    &host.sd,
-                    &self.opts.id,
-                    host.accel.accel,
-                    &what,
-                    boot,
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if vmm.qmp.wait_balloon(u64::from(planned), boot)?.is_err() {
+            let what = format!("the guest to give {} MiB to its balloon", max - planned);
+            return Err(guest_timeout(
+                &host.sd,
+                &self.opts.id,
+                host.accel.accel,
+                &what,
+                boot,
+            ));
         }
         self.timings.balloon_ms = self.ms();
         Ok(())

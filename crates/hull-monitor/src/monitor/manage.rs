@@ -269,21 +269,17 @@ impl Monitor {
 /// Waits until the balloon holds what the target asks (the guest follows asynchronously). A
 /// guest that is slow to follow is not an error: the target stays set.
 fn wait_for_balloon(vm: &mut Vmm, target_mib: u64) -> Result<(), ApiError> {
-    let deadline = Instant::now() + BALLOON_TIMEOUT;
-    loop {
-        let actual = vm.qmp.balloon_actual().map_err(qmp_error)? >> 20;
-        if actual.abs_diff(target_mib) <= 1 {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            log::info(&format!(
-                "the balloon has not reached {target_mib} MiB within {BALLOON_TIMEOUT:?} \
-                 (guest at {actual} MiB)"
-            ));
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    if let Err(actual) = vm
+        .qmp
+        .wait_balloon(target_mib, BALLOON_TIMEOUT)
+        .map_err(qmp_error)?
+    {
+        log::info(&format!(
+            "the balloon has not reached {target_mib} MiB within {BALLOON_TIMEOUT:?} \
+             (guest at {actual} MiB)"
+        ));
     }
+    Ok(())
 }
 
 fn vm_info(f: &mut Facts, id: &str, paused: bool, guest: Option<GuestStatus>) -> VmInfo {

@@ -161,23 +161,9 @@ impl Monitor {
             }
             Err(source) => {
                 template::discard(lease);
-                let log = host.sd.path("qemu.log");
-                let exited = (0..100).find_map(|_| {
-                    let st = qemu.try_wait();
-                    if st.is_none() {
-                        std::thread::sleep(Duration::from_millis(2));
-                    }
-                    st
-                });
-                match exited {
-                    Some(status) => Err(MonitorError::ChildDied {
-                        program: "qemu",
-                        status: format!("{status}, restoring {}: {source}", state.display()),
-                        tail: sys::log_tail(&log, 5),
-                        log,
-                    }),
-                    None => Err(MonitorError::Restore { state, source }),
-                }
+                let during = format!("restoring {}: {source}", state.display());
+                Err(qemu_death(qemu, &host.sd, &during)
+                    .unwrap_or(MonitorError::Restore { state, source }))
             }
         }
     }
@@ -296,28 +282,33 @@ fn qemu_died_or(
     what: &str,
     e: hull_qemu::QmpError,
 ) -> MonitorError {
-    let exited = (0..250).find_map(|_| {
+    qemu_death(qemu, sd, &format!("during the {what}")).unwrap_or_else(|| MonitorError::Sys {
+        what: what.into(),
+        source: std::io::Error::other(e.to_string()),
+    })
+}
+
+/// `ChildDied` with the end of QEMU's log if QEMU exits within half a second (a failed QMP
+/// exchange is often QEMU going away); `None` if it still runs.
+fn qemu_death(
+    qemu: &mut ChildGuard,
+    sd: &hull_state::StateDir,
+    during: &str,
+) -> Option<MonitorError> {
+    let status = (0..250).find_map(|_| {
         let st = qemu.try_wait();
         if st.is_none() {
             std::thread::sleep(Duration::from_millis(2));
         }
         st
-    });
-    match exited {
-        Some(status) => {
-            let log = sd.path("qemu.log");
-            MonitorError::ChildDied {
-                program: "qemu",
-                status: format!("{status}, during the {what}"),
-                tail: sys::log_tail(&log, 5),
-                log,
-            }
-        }
-        None => MonitorError::Sys {
-            what: what.into(),
-            source: std::io::Error::other(e.to_string()),
-        },
-    }
+    })?;
+    let log = sd.path("qemu.log");
+    Some(MonitorError::ChildDied {
+        program: "qemu",
+        status: format!("{status}, {during}"),
+        tail: sys::log_tail(&log, 5),
+        log,
+    })
 }
 
 /// Starts QEMU in the state directory: its socket and log paths are relative to it, so they
