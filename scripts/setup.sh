@@ -3,12 +3,31 @@
 # apt packages, virtiofsd (crates.io, pinned), the guest kernel (cached), the static agent and
 # initramfs, hull itself; installs binaries to /usr/local/bin and guest assets to
 # /usr/local/share/hull.
+#
+#   scripts/setup.sh [--arch arm64,arm,...|none]
+#
+# --arch: foreign architectures to run (opt-in; remembered in $SHARE/arches, so a later run
+# without --arch keeps them): the qemu-user emulator of each (user mode) and, for arm64, a
+# guest kernel and agent of its own (system mode: ~10-20 min more the first time, ~150 MiB of
+# cache). See README "Foreign architectures".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VIRTIOFSD_VERSION=1.13.2
 PREFIX=${PREFIX:-/usr/local}
 SHARE=$PREFIX/share/hull
 sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+. guest/foreign/arches.sh
+
+arches=$(cat "$SHARE/arches" 2>/dev/null || true)
+while [ $# -gt 0 ]; do
+  case $1 in
+    --arch) arches=${2:?--arch needs a list, e.g. arm64,arm}; shift 2 ;;
+    --arch=*) arches=${1#--arch=}; shift ;;
+    *) echo "usage: scripts/setup.sh [--arch arm64,arm,...|none]" >&2; exit 2 ;;
+  esac
+done
+arches=${arches//,/ }; [ "$arches" = none ] && arches=""
+for a in $arches; do deb_arch "$a" >/dev/null; done
 
 apt_packages=(
   # VMs and the shared filesystem
@@ -18,11 +37,25 @@ apt_packages=(
   # test fixtures and real engines for the conformance tests
   busybox-static runc podman containerd docker.io buildah skopeo docker-registry util-linux containernetworking-plugins netavark aardvark-dns iproute2 protobuf-compiler curl
 )
+# Foreign architectures: Debian's architecture for their test images (busybox-static:<arch>),
+# and for arm64's system mode QEMU, a cross compiler and Debian's Rust with arm64's std.
+for a in $arches; do
+  d=$(deb_arch "$a")
+  case $d in
+    arm64|armhf|ppc64el|s390x)
+      if ! grep -qx "$d" <<<"$(dpkg --print-foreign-architectures)"; then
+        $sudo dpkg --add-architecture "$d"; added_arch=1
+      fi ;;
+  esac
+  if has_system_mode "$a"; then
+    apt_packages+=(qemu-system-arm gcc-aarch64-linux-gnu libc6-dev-arm64-cross rustc-web "libstd-rust-web-dev:$d")
+  fi
+done
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-if [ ${#missing[@]} -gt 0 ]; then
+if [ ${#missing[@]} -gt 0 ] || [ -n "${added_arch:-}" ]; then
   echo "setup: installing ${missing[*]}"
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
@@ -36,11 +69,25 @@ fi
 echo "setup: guest kernel"
 kernel=$(guest/kernel/build.sh "$SHARE" | tail -n1)
 
+if [ -n "$arches" ]; then
+  echo "setup: foreign architectures: $arches (emulators, test images)"
+  guest/foreign/fetch.sh $arches
+fi
+
 echo "setup: hull and the guest agent"
 cargo build -q --release --workspace --bins
-HULL_KERNEL=$kernel scripts/build-guest.sh target/hull-guest >/dev/null
+HULL_KERNEL=$kernel HULL_ARCHES="$arches" scripts/build-guest.sh target/hull-guest >/dev/null
 $sudo install -d "$SHARE"
 $sudo install -m 0644 target/hull-guest/initramfs.cpio "$SHARE/initramfs.cpio"
+$sudo rm -rf "$SHARE"/initramfs-user-*.cpio
+for a in $arches; do
+  $sudo install -m 0644 "target/hull-guest/initramfs-user-$a.cpio" "$SHARE/"
+  if has_system_mode "$a"; then
+    $sudo install -d "$SHARE/$a"
+    $sudo install -m 0644 "target/hull-guest/$a/Image" "target/hull-guest/$a/initramfs.cpio" "$SHARE/$a/"
+  fi
+done
+echo "$arches" | $sudo tee "$SHARE/arches" >/dev/null
 for b in hull hull-runtime hull-monitor; do
   $sudo install -m 0755 "target/release/$b" "$PREFIX/bin/$b"
 done

@@ -17,6 +17,7 @@
 mod log;
 
 mod agent;
+mod binfmt;
 mod caps;
 mod channel;
 mod container;
@@ -132,6 +133,12 @@ fn early_init() {
     // Programs talk to themselves over localhost: lo is up in every VM.
     if let Err(e) = hull_net::guest::loopback_up() {
         failures.push(format!("bringing lo up: {e}"));
+    }
+    // A user-mode VM: foreign ELF files run under the emulator of the initramfs.
+    match binfmt::register_bundled() {
+        Ok(names) if !names.is_empty() => debug!("binfmt_misc: registered {}", names.join(", ")),
+        Ok(_) => {}
+        Err(e) => failures.push(e),
     }
     for f in failures {
         info!("{f}");

@@ -15,6 +15,12 @@ pub enum MonitorError {
     MissingProgram { program: String, install: String },
     #[error("guest asset {path} not found: run the setup command from README.md (or set {env})")]
     MissingAsset { path: PathBuf, env: &'static str },
+    #[error("{guest} needs {path}, which is not installed: run scripts/setup.sh --arch {arch} (or set HULL_GUEST_DIR)")]
+    MissingArch {
+        guest: String,
+        path: PathBuf,
+        arch: &'static str,
+    },
     #[error("{what}: {source}")]
     Sys {
         what: String,
@@ -84,7 +90,9 @@ impl MonitorError {
     pub fn exit_code(&self) -> i32 {
         match self {
             MonitorError::Bundle(_) | MonitorError::Setting { .. } => 3,
-            MonitorError::MissingProgram { .. } | MonitorError::MissingAsset { .. } => 4,
+            MonitorError::MissingProgram { .. }
+            | MonitorError::MissingAsset { .. }
+            | MonitorError::MissingArch { .. } => 4,
             MonitorError::GuestTimeout { .. } | MonitorError::GuestGone { .. } => 5,
             MonitorError::Interrupted(sig) => 128 + sig,
             _ => 1,

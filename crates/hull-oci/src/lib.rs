@@ -3,12 +3,14 @@
 //! Everything a user can get wrong in a bundle is checked here, before any VM, process, mount or
 //! state file exists, and reported with the file, the field and the value.
 
+pub mod arch;
 mod bundle;
 mod default_spec;
 pub mod hooks;
 mod plan;
 pub mod publish;
 
+pub use arch::{Arch, Emulation};
 pub use bundle::{is_bind_mount, read_spec, Bundle};
 pub use default_spec::default_spec;
 pub use plan::{memory_mib_for_limit, vcpus_for_quota};

@@ -150,6 +150,18 @@ pub struct VmPlan {
     /// Whether the bundle asks for a VM template (`org.hull.vm.template`; `None`: the
     /// runtime's default).
     pub template: Option<bool>,
+    /// The architecture of the container's programs (see [`crate::arch`]).
+    pub arch: crate::Arch,
+    /// How a foreign `arch` is emulated, if the bundle says (`org.hull.vm.emulation`;
+    /// `None`: the runtime's default).
+    pub emulation: Option<crate::Emulation>,
+}
+
+impl VmPlan {
+    /// Whether the container's architecture is not the host's.
+    pub fn is_foreign(&self) -> bool {
+        self.arch != crate::Arch::host()
+    }
 }
 
 impl VmPlan {
@@ -278,7 +290,11 @@ impl VmPlan {
                 })
             }
         };
+        let arch = crate::arch::of_bundle(b)?;
+        let emulation = crate::arch::emulation_of(b)?;
         Ok(Self {
+            arch,
+            emulation,
             memory_mib: u32::try_from(memory_mib).unwrap_or(u32::MAX),
             max_memory_mib: u32::try_from(max_memory_mib).unwrap_or(u32::MAX),
             template,

@@ -171,11 +171,48 @@ impl Device {
     }
 }
 
+/// The machine type, with the CPU it gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Machine {
+    /// x86_64 `microvm`: no PCI, no firmware (the host's architecture, `qemu-system-x86_64`).
+    Microvm,
+    /// aarch64 `virt` (`qemu-system-aarch64`): GICv3, PSCI, virtio-mmio transports for the
+    /// same `-device virtio-*-device` list as microvm, no firmware (the kernel's `Image` is
+    /// loaded directly).
+    ArmVirt,
+}
+
+impl Machine {
+    fn arg(self) -> &'static str {
+        match self {
+            // microvm: no PCI, no firmware, no option ROMs, no 8259 PIC, no ISA serial. The PIT
+            // and RTC stay: without kvmclock (TCG) the kernel calibrates the TSC against them
+            // (pit=off hangs calibration, rtc=off costs ~2 s of boot).
+            Machine::Microvm => {
+                "microvm,memory-backend=mem,x-option-roms=off,pic=off,isa-serial=off"
+            }
+            Machine::ArmVirt => "virt,memory-backend=mem,gic-version=3",
+        }
+    }
+
+    /// The CPU model under an accelerator.
+    fn cpu(self, accel: Accel) -> &'static str {
+        match (self, accel) {
+            (_, Accel::Kvm) => "host",
+            (Machine::Microvm, Accel::Tcg) => "max",
+            // Pointer authentication with QEMU's own cheap algorithm: `max` with the
+            // architected one spends much of TCG's time in QARMA.
+            (Machine::ArmVirt, Accel::Tcg) => "max,pauth-impdef=on",
+        }
+    }
+}
+
 /// Everything QEMU is started with.
 #[derive(Debug, Clone)]
 pub struct QemuCommand {
     pub binary: PathBuf,
     pub name: String,
+    pub machine: Machine,
     pub accel: Accel,
     /// TCG translation-cache size in MiB (bounds QEMU's RSS under TCG).
     pub tcg_tb_size_mib: u32,
@@ -233,25 +270,14 @@ impl QemuCommand {
             "-name",
             format!("{},debug-threads=on", self.name.replace(',', ",,")),
         );
-        // microvm: no PCI, no firmware, no option ROMs, no 8259 PIC, no ISA serial. The PIT and
-        // RTC stay: without kvmclock (TCG) the kernel calibrates the TSC against them (pit=off
-        // hangs calibration, rtc=off costs ~2 s of boot).
-        push(
-            "-machine",
-            "microvm,memory-backend=mem,x-option-roms=off,pic=off,isa-serial=off".to_string(),
-        );
+        push("-machine", self.machine.arg().to_string());
         push("-object", self.memory_arg());
         push("-m", format!("{}M", self.memory_mib));
         match self.accel {
-            Accel::Kvm => {
-                push("-accel", "kvm".into());
-                push("-cpu", "host".into());
-            }
-            Accel::Tcg => {
-                push("-accel", format!("tcg,tb-size={}", self.tcg_tb_size_mib));
-                push("-cpu", "max".into());
-            }
+            Accel::Kvm => push("-accel", "kvm".into()),
+            Accel::Tcg => push("-accel", format!("tcg,tb-size={}", self.tcg_tb_size_mib)),
         }
+        push("-cpu", self.machine.cpu(self.accel).into());
         push("-smp", self.vcpus.to_string());
         push("-kernel", self.kernel.display().to_string());
         push("-initrd", self.initrd.display().to_string());
@@ -308,6 +334,7 @@ mod tests {
         QemuCommand {
             binary: "qemu-system-x86_64".into(),
             name: "hull-c1".into(),
+            machine: Machine::Microvm,
             accel: Accel::Tcg,
             tcg_tb_size_mib: 32,
             vcpus: 2,

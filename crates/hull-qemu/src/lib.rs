@@ -8,5 +8,5 @@ pub mod qmp;
 pub mod tsc;
 
 pub use accel::{Accel, AccelChoice, AccelError};
-pub use cmdline::{Chardev, Device, Fsdev, Memory, Netdev, QemuCommand, Sandbox};
+pub use cmdline::{Chardev, Device, Fsdev, Machine, Memory, Netdev, QemuCommand, Sandbox};
 pub use qmp::{QmpClient, QmpError};

@@ -11,6 +11,29 @@ const BUSYBOX: &str = "/bin/busybox";
 /// Creates a busybox root filesystem in `root`: `/bin/busybox` with a symlink per applet,
 /// `/etc/passwd` and `/etc/group` with root and nobody, and empty `/proc /sys /dev /tmp`.
 pub fn busybox_rootfs(root: &Path) {
+    busybox_rootfs_with(root, Path::new(BUSYBOX));
+}
+
+/// The static busybox of a foreign architecture (`arm64`, `arm`…) that
+/// `scripts/setup.sh --arch ARCH` fetched from Debian (`busybox-static:<arch>`); panics with
+/// what to run if it is missing.
+pub fn foreign_busybox(arch: &str) -> PathBuf {
+    let cache = std::env::var_os("HULL_CACHE_DIR").unwrap_or_else(|| "/var/cache/hull".into());
+    let p = PathBuf::from(cache)
+        .join("foreign")
+        .join(arch)
+        .join("busybox");
+    assert!(
+        p.is_file(),
+        "{} missing: run scripts/setup.sh --arch {arch} (fetches Debian's busybox-static:{arch})",
+        p.display()
+    );
+    p
+}
+
+/// [`busybox_rootfs`] with another busybox binary (e.g. [`foreign_busybox`]); the applets are
+/// the host busybox's (Debian builds every architecture's busybox-static alike).
+pub fn busybox_rootfs_with(root: &Path, busybox: &Path) {
     assert!(
         Path::new(BUSYBOX).is_file(),
         "{BUSYBOX} missing: apt-get install busybox-static"
@@ -18,7 +41,7 @@ pub fn busybox_rootfs(root: &Path) {
     for d in ["bin", "etc", "proc", "sys", "dev", "tmp", "root", "home"] {
         fs::create_dir_all(root.join(d)).unwrap();
     }
-    fs::copy(BUSYBOX, root.join("bin/busybox")).unwrap();
+    fs::copy(busybox, root.join("bin/busybox")).unwrap();
     let out = Command::new(BUSYBOX)
         .arg("--list")
         .output()
@@ -51,11 +74,20 @@ pub struct Bundle {
 impl Bundle {
     /// A busybox bundle whose process runs `args`.
     pub fn busybox(args: &[&str]) -> Self {
+        Self::busybox_with(Path::new(BUSYBOX), args)
+    }
+
+    /// A bundle of a foreign architecture's busybox (see [`foreign_busybox`]).
+    pub fn foreign_busybox(arch: &str, args: &[&str]) -> Self {
+        Self::busybox_with(&foreign_busybox(arch), args)
+    }
+
+    fn busybox_with(busybox: &Path, args: &[&str]) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("hull-bundle-")
             .tempdir()
             .unwrap();
-        busybox_rootfs(&dir.path().join("rootfs"));
+        busybox_rootfs_with(&dir.path().join("rootfs"), busybox);
         let mut config = default_spec();
         config["process"]["args"] = json!(args);
         config["process"]["terminal"] = json!(false);

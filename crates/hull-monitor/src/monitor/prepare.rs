@@ -8,12 +8,12 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 
 use hull_oci::{Bundle, ShareTree, VmPlan};
-use hull_qemu::AccelChoice;
+use hull_qemu::{Accel, AccelChoice};
 use hull_state::StateDir;
 
 use super::{Monitor, StateGuard};
 use crate::agent::Event;
-use crate::assets::Assets;
+use crate::assets::{Assets, GuestKind};
 use crate::devices::{self, DeviceOptions, HostCtx, NetSetup, VmDevice};
 use crate::host_probe::{self, HostProbe};
 use crate::{log, sys, MonitorError};
@@ -69,10 +69,22 @@ impl Monitor {
             }
             .into());
         }
-        let assets = Assets::locate()?;
         let probe = host_probe::load_or_probe(&self.opts.root, &self.opts.self_exe);
-        let accel = self.choose_accel(&probe)?;
+        let mut accel = self.choose_accel(&probe)?;
+        let kind =
+            crate::assets::choose_guest(plan.arch, plan.emulation, accel.accel == Accel::Kvm);
+        let assets = Assets::locate(kind)?;
         let console = guest_console()?;
+        if let GuestKind::System(_) = kind {
+            // Another architecture's machine: KVM cannot run it.
+            accel = AccelChoice {
+                accel: Accel::Tcg,
+                kvm_unusable: None,
+            };
+        }
+        if kind != GuestKind::Native {
+            log::info(&format!("the container's programs are {}", kind.describe()));
+        }
         if let Some(notice) = accel.notice() {
             log::info(&notice);
             if std::io::stderr().is_terminal() {

@@ -206,6 +206,7 @@ impl Monitor {
         let mut q = QemuCommand {
             binary: host.assets.qemu.clone(),
             name: format!("hull-{}", self.opts.id),
+            machine: host.assets.kind.machine(),
             accel: host.accel.accel,
             tcg_tb_size_mib: env_u64("HULL_TCG_TB_SIZE_MIB").unwrap_or(64) as u32,
             vcpus: host.plan.max_vcpus,
@@ -234,14 +235,19 @@ impl Monitor {
 
     fn kernel_cmdline(&self, host: &Host) -> String {
         let console = host.console;
-        let mut cmdline = String::from(
-            "reboot=t panic=-1 tsc=reliable no_timer_check rcupdate.rcu_expedited=1 \
-             cryptomgr.notests random.trust_cpu=on 8250.nr_uarts=0 pci=off",
-        );
+        let x86 = host.assets.kind.machine() == hull_qemu::Machine::Microvm;
+        let mut cmdline =
+            String::from("panic=-1 rcupdate.rcu_expedited=1 cryptomgr.notests random.trust_cpu=on");
+        if x86 {
+            cmdline.insert_str(
+                0,
+                "reboot=t tsc=reliable no_timer_check 8250.nr_uarts=0 pci=off ",
+            );
+        }
         if console {
             cmdline.insert_str(0, "console=hvc0 ");
         }
-        if host.accel.accel == Accel::Tcg {
+        if x86 && host.accel.accel == Accel::Tcg {
             // See hull_qemu::tsc: without it, TCG guests hang in TSC calibration on a busy host.
             if let Some(khz) = host.tsc_khz {
                 cmdline.push_str(&format!(" tsc_early_khz={khz}"));

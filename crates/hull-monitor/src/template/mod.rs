@@ -496,6 +496,7 @@ mod tests {
         QemuCommand {
             binary: "/bin/true".into(),
             name: "hull-a".into(),
+            machine: hull_qemu::Machine::Microvm,
             accel: Accel::Tcg,
             tcg_tb_size_mib: 64,
             vcpus: 1,

@@ -112,6 +112,10 @@ pub struct RunArgs {
     /// give it), org.hull.vm.template (on|off: clone a VM template, or boot).
     #[arg(long = "annotation", value_name = "KEY=VALUE", value_parser = spec::parse_annotation)]
     pub annotations: Vec<(String, String)>,
+    /// How an image of another architecture runs: user (qemu-user inside a VM of the host's
+    /// architecture) or system (a VM of the image's architecture); default: by accelerator.
+    #[arg(long, value_parser = ["user", "system"])]
+    pub emulation: Option<String>,
     /// Accelerator of the VM: kvm or tcg (default: probe).
     #[arg(long, value_parser = ["kvm", "tcg"])]
     pub accel: Option<String>,
@@ -260,7 +264,7 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<i32> {
         network: Some(a.network),
         publish: a.publish.iter().map(|p| p.0.clone()).collect(),
         read_only: a.read_only,
-        annotations: a.annotations.clone(),
+        annotations: arch_annotations(&image, &a)?,
     };
     let config_path = c.bundle().join("config.json");
     let text = serde_json::to_vec_pretty(&spec::build(&run_spec)).expect("spec serializes");
@@ -288,6 +292,42 @@ fn user_env(a: &RunArgs) -> Result<Vec<String>> {
     Ok(spec::expand_env(entries, |k| std::env::var(k).ok()))
 }
 
+/// The annotations of `--annotation`, plus the image's architecture when it is not the host's
+/// (`org.hull.vm.arch`, so the runtime need not guess it from the program) and `--emulation`.
+/// An image that is foreign although no `--platform` asked for it gets one notice line.
+fn arch_annotations(image: &ImageRecord, a: &RunArgs) -> Result<Vec<(String, String)>> {
+    let mut out = a.annotations.clone();
+    let has = |k: &str| a.annotations.iter().any(|(key, _)| key == k);
+    let arch = hull_oci::Arch::parse(&image.platform.architecture);
+    let foreign = arch.filter(|x| *x != hull_oci::Arch::host());
+    if let Some(arch) = foreign {
+        if !has(hull_oci::arch::ANNOTATION_ARCH) {
+            out.push((
+                hull_oci::arch::ANNOTATION_ARCH.into(),
+                arch.oci_name().into(),
+            ));
+        }
+        if a.platform.is_none() {
+            eprintln!(
+                "hull: the image's platform ({}) is not the host's ({}): running it emulated in its VM",
+                image.platform,
+                hull_image::Platform::host()
+            );
+        }
+    }
+    if let Some(e) = &a.emulation {
+        out.push((hull_oci::arch::ANNOTATION_EMULATION.into(), e.clone()));
+    }
+    if arch.is_none() {
+        return Err(Error::Invalid(format!(
+            "the image's architecture {:?} is not one hull can run (known: {})",
+            image.platform.architecture,
+            hull_oci::Arch::NAMES
+        )));
+    }
+    Ok(out)
+}
+
 /// The image, pulled according to `--pull`.
 fn image_for_run(store: &Store, reference: &str, a: &RunArgs) -> Result<ImageRecord> {
     hull_image::normalize(reference).or_else(|e| {
@@ -298,7 +338,8 @@ fn image_for_run(store: &Store, reference: &str, a: &RunArgs) -> Result<ImageRec
             .map_err(|_| e)
     })?;
     let local = store.resolve(reference);
-    let platform_ok = |r: &ImageRecord| a.platform.as_ref().map_or(true, |p| &r.platform == p);
+    let platform_ok =
+        |r: &ImageRecord| a.platform.as_ref().map_or(true, |p| p.matches(&r.platform));
     let pull = match (a.pull.as_str(), &local) {
         ("always", _) => true,
         ("never", _) => false,
