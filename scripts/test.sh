@@ -16,6 +16,18 @@ rm -rf "$HULL_TEMPLATE_DIR"
 threads=${HULL_TEST_THREADS:-2}
 # Every suite with templates (the default): VMs are clones, shares are virtio-9p.
 cargo test -q --workspace --no-fail-fast -- --test-threads="$threads" "$@"
+# Foreign architectures the setup enabled (scripts/setup.sh --arch): their opt-in tests, named
+# after the architecture (arm64_…, arm_v7_…), in every crate's `foreign` test target.
+if [ $# -eq 0 ]; then
+  filters=()
+  for a in $(cat "$HULL_GUEST_DIR/arches"); do
+    case $a in arm) filters+=(arm_v7_) ;; *) filters+=("${a}_") ;; esac
+  done
+  if [ ${#filters[@]} -gt 0 ]; then
+    cargo test -q --workspace --test foreign --no-fail-fast -- --ignored \
+      --test-threads="$threads" "${filters[@]}"
+  fi
+fi
 # The cold-boot subset: the runtime's run and lifecycle suites with templates off (virtio-fs).
 if [ $# -eq 0 ]; then
   HULL_VM_TEMPLATE=off cargo test -q -p hull-runtime --test run --test lifecycle -- \

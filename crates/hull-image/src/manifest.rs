@@ -227,6 +227,17 @@ pub(crate) fn select_platform<'a>(
     best.map(|(d, _)| d)
 }
 
+/// The entry to take when no platform was asked for and none is the host's: the first Linux
+/// image (hull runs a foreign architecture emulated in its VM), attestations skipped.
+pub(crate) fn select_foreign(entries: &[Descriptor]) -> Option<&Descriptor> {
+    entries.iter().find(|d| {
+        d.platform
+            .as_ref()
+            .map(|p| p.to_platform())
+            .is_some_and(|p| p.os == "linux" && p.architecture != "unknown")
+    })
+}
+
 /// `os/arch[/variant]` of every entry, for error messages.
 pub(crate) fn platforms_of(entries: &[Descriptor]) -> String {
     let v: Vec<String> = entries

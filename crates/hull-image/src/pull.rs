@@ -24,8 +24,8 @@ use crate::digest::{hex_of, sha256_of, Hasher};
 use crate::error::chain;
 use crate::lock::FileLock;
 use crate::manifest::{
-    parse_image_manifest, parse_manifest, platforms_of, select_platform, ConfigSummary, Descriptor,
-    Manifest, ACCEPTED_MANIFESTS,
+    parse_image_manifest, parse_manifest, platforms_of, select_foreign, select_platform,
+    ConfigSummary, Descriptor, Manifest, ACCEPTED_MANIFESTS,
 };
 use crate::platform::Platform;
 use crate::progress::{human, BlobProgress, Progress, Reporter};
@@ -393,13 +393,16 @@ impl Pull<'_> {
         let name = self.r.to_string();
         let (bytes, digest) = match parse_manifest(&top_bytes, &name)? {
             Manifest::Index(entries) => {
-                let entry = select_platform(&entries, want).ok_or_else(|| {
-                    ImageError::NoMatchingPlatform {
+                // No host image in the index and no platform asked for: a foreign one (hull
+                // runs it emulated; `hull run` says so).
+                let fallback = || select_foreign(&entries).filter(|_| !explicit);
+                let entry = select_platform(&entries, want)
+                    .or_else(fallback)
+                    .ok_or_else(|| ImageError::NoMatchingPlatform {
                         reference: name.clone(),
                         platform: want.to_string(),
                         available: platforms_of(&entries),
-                    }
-                })?;
+                    })?;
                 hex_of(&entry.digest)?;
                 let child = oci_client::Reference::with_digest(
                     self.r.domain.clone(),

@@ -945,6 +945,22 @@ impl Registry {
         &self.addr
     }
 
+    /// Pushes every image of the OCI layout's `latest` tag (an index: all its platforms) as
+    /// `ADDR/REPO:latest`; returns that reference.
+    pub fn push_layout_all(&self, layout: &Path, repo: &str) -> String {
+        let reference = format!("{}/{repo}:latest", self.addr);
+        run(Command::new("skopeo").args([
+            "copy",
+            "--quiet",
+            "--all",
+            "--dest-tls-verify=false",
+            &format!("oci:{}:latest", layout.display()),
+            &format!("docker://{reference}"),
+        ]))
+        .ok();
+        reference
+    }
+
     /// Pushes the busybox image as `ADDR/REPO:latest`; returns that reference.
     pub fn push_busybox(&self, repo: &str) -> String {
         let reference = format!("{}/{repo}:latest", self.addr);

@@ -223,3 +223,85 @@ fn remove_stale_dirs(tmp: &Path) {
         }
     }
 }
+
+/// An OCI image layout (tag [`OCI_TAG`]) whose tag is a multi-platform image index: one busybox
+/// image per architecture of `arches` (OCI names: `amd64` is the host's busybox, others the
+/// foreign busybox of `scripts/setup.sh --arch`), each config naming its architecture (and
+/// `v7` for `arm`), each with `/etc/platform` holding `linux/<arch>`. Built under `dir`.
+pub fn multi_platform_layout(dir: &Path, arches: &[&str]) -> PathBuf {
+    let layout = dir.join("oci");
+    let _ = fs::remove_dir_all(&layout);
+    fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
+    fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    let mut entries = Vec::new();
+    for arch in arches {
+        let root = dir.join(format!("rootfs-{arch}"));
+        let _ = fs::remove_dir_all(&root);
+        match *arch {
+            "amd64" => crate::bundle::busybox_rootfs(&root),
+            a => crate::bundle::busybox_rootfs_with(&root, &crate::bundle::foreign_busybox(a)),
+        }
+        fs::write(root.join("etc/platform"), format!("linux/{arch}\n")).unwrap();
+        let tar = dir.join(format!("layer-{arch}.tar"));
+        run(Command::new("tar")
+            .args(["--numeric-owner", "--sort=name", "-C"])
+            .arg(&root)
+            .arg("-cf")
+            .arg(&tar)
+            .arg("."))
+        .ok();
+        fs::remove_dir_all(&root).unwrap();
+        let (layer_digest, layer_size) = write_blob(&layout, &fs::read(&tar).unwrap());
+        fs::remove_file(&tar).unwrap();
+        let variant = (*arch == "arm").then_some("v7");
+        let mut config = json!({
+            "created": "2024-01-01T00:00:00Z",
+            "architecture": arch,
+            "os": "linux",
+            "config": {"Env": [PATH_ENV], "Cmd": ["sh"], "WorkingDir": "/"},
+            "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+        });
+        let mut platform = json!({"architecture": arch, "os": "linux"});
+        if let Some(v) = variant {
+            config["variant"] = json!(v);
+            platform["variant"] = json!(v);
+        }
+        let (config_digest, config_size) =
+            write_blob(&layout, &serde_json::to_vec(&config).unwrap());
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer_size}]
+        });
+        let (digest, size) = write_blob(&layout, &serde_json::to_vec(&manifest).unwrap());
+        entries.push(json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": digest, "size": size, "platform": platform
+        }));
+    }
+    let nested = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": entries,
+    });
+    let (digest, size) = write_blob(&layout, &serde_json::to_vec(&nested).unwrap());
+    let index = json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": digest, "size": size,
+            "annotations": {"org.opencontainers.image.ref.name": OCI_TAG}
+        }]
+    });
+    fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&index).unwrap(),
+    )
+    .unwrap();
+    layout
+}
