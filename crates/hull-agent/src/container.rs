@@ -12,6 +12,7 @@ use nix::sched::CloneFlags;
 use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, LinuxNamespaceType, Spec};
 
+use crate::cgroup::Cgroup;
 use crate::error::{Context, Error, Result};
 use crate::mounts::{classify, parse_options, secure_join, MountKind, MountOptions};
 use crate::seccomp::SeccompPlan;
@@ -143,6 +144,14 @@ pub struct Container {
     pub pod_init_pid: Option<i32>,
     /// `linux.seccomp`, compiled.
     pub seccomp: Option<SeccompPlan>,
+    /// Its cgroup, `linux.resources` applied: every process of the container joins it.
+    pub cgroup: Cgroup,
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        self.cgroup.remove();
+    }
 }
 
 impl Container {
@@ -205,6 +214,9 @@ impl Container {
             .and_then(|l| l.seccomp().as_ref())
             .map(SeccompPlan::new)
             .transpose()?;
+        // Last: nothing else can fail once it exists (a dropped container removes it).
+        let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
+        let cgroup = Cgroup::create(&cfg.id, resources)?;
         Ok(Self {
             id: cfg.id,
             bundle: cfg.bundle,
@@ -216,6 +228,7 @@ impl Container {
             init_exec_id: cfg.init_exec_id,
             pod_init_pid: None,
             seccomp,
+            cgroup,
         })
     }
 }

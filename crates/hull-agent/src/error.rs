@@ -14,6 +14,10 @@ pub enum Error {
     /// Anything else, already in words.
     #[error("{0}")]
     Msg(String),
+    /// The spec asks for what the guest cannot do, or for a value its kernel refuses: the host
+    /// reports it as an invalid bundle, naming the field.
+    #[error("{field}: {problem}")]
+    Spec { field: String, problem: String },
     /// The agent channel broke.
     #[error("agent channel: {0}")]
     Protocol(#[from] hull_protocol::ProtocolError),
@@ -37,7 +41,10 @@ impl Error {
 
 impl From<Error> for hull_protocol::AgentError {
     fn from(e: Error) -> Self {
-        hull_protocol::AgentError::new(e.to_string())
+        match e {
+            Error::Spec { field, problem } => hull_protocol::AgentError::invalid(field, problem),
+            e => hull_protocol::AgentError::new(e.to_string()),
+        }
     }
 }
 

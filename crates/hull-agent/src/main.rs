@@ -19,6 +19,7 @@ mod log;
 mod agent;
 mod binfmt;
 mod caps;
+mod cgroup;
 mod channel;
 mod container;
 mod cpus;

@@ -431,6 +431,8 @@ fn child_setup(ctx: &ChildCtx<'_>) -> Result<Infallible> {
             .ctx(|| format!("setting oom_score_adj to {adj}"))?;
     }
     debug!("child: forked");
+    // Before the namespaces: a new cgroup namespace is rooted at the container's cgroup.
+    ctx.c.cgroup.enter()?;
     match ctx.join {
         None => {
             for (fd, flag, name) in ctx.pod {

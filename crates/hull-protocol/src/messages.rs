@@ -205,12 +205,39 @@ pub struct GuestStatus {
 #[error("{message}")]
 pub struct AgentError {
     pub message: String,
+    /// Set when the request asked for something the guest cannot do or its kernel refuses: the
+    /// spec field at fault (`linux.resources.memory.limit`); `message` begins with it. The host
+    /// reports such an error as an invalid bundle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
 
 impl AgentError {
     pub fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
+            field: None,
+        }
+    }
+
+    /// An error about spec field `field`: "`field`: `problem`".
+    pub fn invalid(field: impl Into<String>, problem: impl Into<String>) -> Self {
+        let field = field.into();
+        Self {
+            message: format!("{field}: {}", problem.into()),
+            field: Some(field),
+        }
+    }
+
+    /// The problem with [`Self::field`], without the field's name.
+    pub fn problem(&self) -> &str {
+        match &self.field {
+            Some(f) => self
+                .message
+                .strip_prefix(f.as_str())
+                .and_then(|m| m.strip_prefix(": "))
+                .unwrap_or(&self.message),
+            None => &self.message,
         }
     }
 }
@@ -282,6 +309,14 @@ mod tests {
         assert!(
             matches!(back, AgentMessage::Reply { id: 3, result: Err(e) } if e.message == "no such file")
         );
+        let e = AgentError::invalid("linux.resources.pids.limit", "refused");
+        assert_eq!(e.message, "linux.resources.pids.limit: refused");
+        assert_eq!(e.problem(), "refused");
+        let j = serde_json::to_string(&e).unwrap();
+        assert_eq!(serde_json::from_str::<AgentError>(&j).unwrap(), e);
+        let plain: AgentError = serde_json::from_str(r#"{"message":"x"}"#).unwrap();
+        assert_eq!(plain.problem(), "x");
+        assert!(plain.field.is_none());
         let h = HostMessage {
             id: 1,
             request: HostRequest::Signal {

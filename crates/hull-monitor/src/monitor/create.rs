@@ -33,12 +33,7 @@ impl Monitor {
             .request(HostRequest::CreateContainer(Box::new(cfg)), create_timeout)
         {
             Ok(_) => {}
-            Err(RequestError::Agent(e)) => {
-                return Err(MonitorError::Agent(format!(
-                    "creating the container: {}",
-                    e.message
-                )))
-            }
+            Err(RequestError::Agent(e)) => return Err(create_error(bundle, e)),
             Err(RequestError::Timeout) => {
                 let what = "the guest agent to create the container";
                 return Err(guest_timeout(
@@ -77,6 +72,19 @@ impl Monitor {
             sys::write_pid_file(p, std::process::id() as i32)?;
         }
         Ok(state)
+    }
+}
+
+/// The agent's refusal of a create: about a spec field (a resource the guest kernel cannot
+/// enforce, a value it refuses), it is an invalid bundle (exit 3), like the host's own checks.
+fn create_error(bundle: &Bundle, e: hull_protocol::AgentError) -> MonitorError {
+    match &e.field {
+        Some(field) => MonitorError::Bundle(hull_oci::OciError::Invalid {
+            path: bundle.config_path.clone(),
+            field: field.clone(),
+            problem: e.problem().to_owned(),
+        }),
+        None => MonitorError::Agent(format!("creating the container: {}", e.message)),
     }
 }
 

@@ -29,7 +29,9 @@ pub fn features(_ctx: &Ctx, _a: liboci_cli::Features) -> Result<i32> {
         "linux": {
             "namespaces": ["mount", "pid", "uts", "ipc", "network", "cgroup"],
             "capabilities": caps(),
-            "cgroup": {"v1": false, "v2": false, "systemd": false, "systemdUser": false, "rdma": false},
+            // linux.resources go into the container's cgroup v2 in the guest
+            // (crates/hull-agent/src/cgroup.rs); what the guest kernel cannot do is refused.
+            "cgroup": {"v1": false, "v2": true, "systemd": false, "systemdUser": false, "rdma": false},
             // Enforced by the guest agent (crates/hull-agent/src/seccomp.rs); seccomp notify
             // (listenerPath, SCMP_ACT_NOTIFY) and SCMP_ACT_TRACE are refused.
             "seccomp": {
@@ -68,7 +70,8 @@ pub fn features(_ctx: &Ctx, _a: liboci_cli::Features) -> Result<i32> {
             hull_oci::ANNOTATION_ROOTFS_CACHE: "guest caching of the rootfs: always (default) or auto",
             hull_oci::publish::ANNOTATION_PUBLISH: "ports published on user-mode networking (no network namespace in the spec): [IP:]HOST:CONTAINER[/tcp|udp], comma-separated",
             "io.github.hull.network": "the network namespace's interfaces are wired into the VM (tap + tc mirred); no network namespace = QEMU user-mode networking",
-            "io.github.hull.pods": "a container joining a running hull container's network namespace runs in its VM"
+            "io.github.hull.pods": "a container joining a running hull container's network namespace runs in its VM",
+            "io.github.hull.resources": "enforced in the guest's cgroup v2 (one per container, seen as / with a cgroup namespace): memory limit/reservation/swap, pids limit, cpu shares/quota/period/burst/idle/cpus/mems, unified; refused (create fails, exit 3): disableOOMKiller, realtime CPU, blockIO (the guest kernel has no io.weight, the VM no block devices), hugepageLimits (no hugetlb controller), rdma, network; devices: not filtered (the VM's devices are the agent's)"
         }
     });
     println!("{}", serde_json::to_string_pretty(&v)?);
