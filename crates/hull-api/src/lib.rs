@@ -44,6 +44,9 @@
 //! # Ok::<(), hull_api::ClientError>(())
 //! ```
 
+// No panics on any input path: errors are returned (tests may unwrap).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 mod backend;
 mod client;
 pub mod error;

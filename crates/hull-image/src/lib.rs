@@ -35,6 +35,9 @@
 //! files as the image has them: mount overlays of them with `nodev` where that matters, and
 //! never follow their symlinks on the host.
 
+// No panics on any input path: errors are returned (tests may unwrap).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 mod archive;
 mod auth;
 mod compress;

@@ -22,6 +22,9 @@
 //!
 //! [`NetworkConfig`]: hull_protocol::NetworkConfig
 
+// No panics on any input path: errors are returned (tests may unwrap).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 mod error;
 mod link;
 mod mac;

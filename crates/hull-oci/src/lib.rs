@@ -3,6 +3,9 @@
 //! Everything a user can get wrong in a bundle is checked here, before any VM, process, mount or
 //! state file exists, and reported with the file, the field and the value.
 
+// No panics on any input path: errors are returned (tests may unwrap).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod arch;
 mod bundle;
 mod default_spec;

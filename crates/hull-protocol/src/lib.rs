@@ -28,6 +28,9 @@
 //!   reply's) stays fixed across versions, so the agent can always answer a mismatched host with
 //!   an error that names both versions ([`check_version`]).
 
+// No panics on any input path: errors are returned (tests may unwrap).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 mod frame;
 mod messages;
 mod net;
@@ -37,7 +40,7 @@ pub use messages::*;
 pub use net::{IpNet, NetInterface, NetRoute, NetworkConfig};
 
 /// Version of the message set. The host sends it in `Hello`; the agent answers with its own.
-pub const PROTOCOL_VERSION: u8 = 5;
+pub const PROTOCOL_VERSION: u8 = 6;
 
 /// Version of the frame layout (header byte 2).
 pub const FRAME_FORMAT: u8 = 1;

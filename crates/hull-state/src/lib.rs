@@ -11,6 +11,9 @@
 //! | `qemu.log`, `virtiofsd.log` | QEMU, virtiofsd | their own stderr |
 //! | `timings.json` | monitor | phase timestamps of the start (see the benchmark) |
 
+// No panics on any input path: errors are returned (tests may unwrap).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 use std::fs;
 use std::io::Write;
 use std::os::fd::AsRawFd;
@@ -216,9 +219,9 @@ impl StateDir {
     pub fn save(&self, st: &ContainerState) -> Result<(), StateError> {
         let p = self.state_json();
         let tmp = self.path(".state.json.tmp");
+        let bytes = serde_json::to_vec(st).map_err(|e| io_err(&tmp)(e.into()))?;
         let mut f = fs::File::create(&tmp).map_err(io_err(&tmp))?;
-        f.write_all(&serde_json::to_vec(st).expect("state serializes"))
-            .map_err(io_err(&tmp))?;
+        f.write_all(&bytes).map_err(io_err(&tmp))?;
         fs::rename(&tmp, &p).map_err(io_err(&p))
     }
 

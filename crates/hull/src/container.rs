@@ -136,7 +136,8 @@ impl Container {
     pub fn save(&self) -> Result<(), ContainerError> {
         let p = self.record_path();
         let tmp = self.dir.join(".container.json.tmp");
-        let text = serde_json::to_vec_pretty(&self.record).expect("record serializes");
+        let text =
+            serde_json::to_vec_pretty(&self.record).map_err(|e| io("writing", &tmp)(e.into()))?;
         fs::write(&tmp, text).map_err(io("writing", &tmp))?;
         fs::rename(&tmp, &p).map_err(io("writing", &p))
     }
@@ -269,10 +270,11 @@ impl Containers {
         let _lock = Lock::take(&self.dir.join(".lock"), LOCK_TIMEOUT, true)?;
         let all = self.list()?;
         if record.name.is_empty() {
+            // Finitely many containers: some index gives a free name.
             record.name = (0..)
                 .map(|i| generate_name(&record.id, i))
                 .find(|n| !all.iter().any(|c| &c.record.name == n))
-                .expect("a free name");
+                .unwrap_or_else(|| record.id.clone());
         } else if let Some(c) = all.iter().find(|c| c.record.name == record.name) {
             return Err(ContainerError::NameInUse {
                 name: record.name.clone(),

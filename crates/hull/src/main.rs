@@ -3,6 +3,9 @@
 //! Thin: each subcommand is a file in `commands/`; errors are typed in the modules and
 //! printed here as one line with their causes.
 
+// No panics on any input path: errors are returned (tests may unwrap).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 mod commands;
 mod container;
 mod error;

@@ -387,10 +387,13 @@ pub fn build(r: &RunSpec) -> Value {
     }
     spec["hostname"] = json!(r.hostname);
     spec["root"]["readonly"] = json!(r.read_only);
-    let mounts = spec["mounts"]
-        .as_array_mut()
-        .expect("default spec has mounts");
+    if !spec["mounts"].is_array() {
+        spec["mounts"] = json!([]);
+    }
     for v in &r.volumes {
+        let Some(mounts) = spec["mounts"].as_array_mut() else {
+            break;
+        };
         mounts.push(json!({
             "type": "bind",
             "source": v.host,

@@ -58,7 +58,8 @@ pub fn inspect(ctx: &Ctx, a: InspectArgs) -> Result<i32> {
     }
     println!(
         "{}",
-        serde_json::to_string_pretty(&Value::Array(out)).expect("json")
+        serde_json::to_string_pretty(&Value::Array(out))
+            .map_err(|e| Error::Failed(format!("printing the objects as JSON: {e}")))?
     );
     if missing.is_empty() {
         Ok(0)

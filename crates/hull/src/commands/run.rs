@@ -267,7 +267,8 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<i32> {
         annotations: arch_annotations(&image, &a)?,
     };
     let config_path = c.bundle().join("config.json");
-    let text = serde_json::to_vec_pretty(&spec::build(&run_spec)).expect("spec serializes");
+    let text = serde_json::to_vec_pretty(&spec::build(&run_spec))
+        .map_err(|e| Error::Failed(format!("writing the container's config.json: {e}")))?;
     std::fs::write(&config_path, text)
         .map_err(Error::io(format!("writing {}", config_path.display())))?;
 
@@ -397,6 +398,9 @@ struct Cleanup<'a> {
     container: Option<Container>,
 }
 
+// The container is there from construction until `disarm`, which consumes the guard's
+// purpose: an `expect` here is an invariant of this type, not of any input.
+#[allow(clippy::expect_used)]
 impl Cleanup<'_> {
     fn container(&self) -> &Container {
         self.container.as_ref().expect("armed")

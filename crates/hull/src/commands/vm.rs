@@ -164,7 +164,7 @@ fn resize(ctx: &Ctx, r: &ResizeArgs) -> Result<VmInfo> {
         })?;
         after = Some(info);
     }
-    Ok(after.expect("--memory or --cpus was given"))
+    after.ok_or_else(|| Error::Invalid("give --memory and/or --cpus".into()))
 }
 
 /// The API client of a running container's VM.
@@ -182,7 +182,7 @@ fn client(ctx: &Ctx, name: &str) -> Result<Client> {
 }
 
 fn to_json(value: &impl serde::Serialize) -> String {
-    serde_json::to_string_pretty(value).expect("API types serialize")
+    serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }
 
 fn print_info(info: &VmInfo, format: &str) {
