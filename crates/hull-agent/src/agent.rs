@@ -282,6 +282,18 @@ impl Agent {
             HostRequest::ListProcesses => Ok(Reply::Processes {
                 pids: procfs::container_pids(),
             }),
+            HostRequest::UpdateResources {
+                container,
+                resources,
+            } => {
+                let c = self
+                    .state()
+                    .container(container.as_deref())?
+                    .container
+                    .clone();
+                c.cgroup.update(&resources)?;
+                Ok(Reply::Ok)
+            }
             // Answered by `control` itself.
             HostRequest::StartProcess(_) | HostRequest::Shutdown => {
                 Err(Error::msg("internal error: request not dispatched"))

@@ -385,6 +385,20 @@ impl Cgroup {
         Ok(cg)
     }
 
+    /// `hull-runtime update`: writes `resources` (checked against the cgroup's controllers).
+    pub fn update(&self, resources: &LinuxResources) -> Result<()> {
+        let limits = Limits::plan(Some(resources), &controllers(&self.path)?)?;
+        for s in &limits.settings {
+            self.write(s)?;
+        }
+        debug!(
+            "cgroup {} updated ({} settings)",
+            self.path.display(),
+            limits.settings.len()
+        );
+        Ok(())
+    }
+
     fn write(&self, s: &Setting) -> Result<()> {
         let path = self.path.join(&s.file);
         let (field, file, value) = (&s.field, &s.file, &s.value);

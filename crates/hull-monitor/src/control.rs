@@ -39,6 +39,10 @@ pub enum CtlRequest {
         rows: u16,
         cols: u16,
     },
+    /// `update`: write `resources` into the container's cgroup in the guest.
+    Update {
+        resources: Box<oci_spec::runtime::LinuxResources>,
+    },
     /// To the monitor of a pod's VM, from the host process of a later container of the pod
     /// (see `member`): create it in this VM. Attached fds as for `exec`. Replies: `created`,
     /// later `started`, then `exited` (this connection is the member's life).

@@ -92,6 +92,14 @@ pub enum HostRequest {
     /// `/sys/devices/system/cpu/cpuN/online`), the others offline. `online` must be at least 1
     /// and at most the CPUs the guest has. Reply: [`Reply::GuestStatus`] afterwards.
     SetOnlineCpus { online: u32 },
+    /// `hull-runtime update`: write `resources` (an OCI `linux.resources`; 0 leaves a value
+    /// alone) into the cgroup of `container` (`None`: the VM's first container). Reply: `Ok`;
+    /// an error about a field carries it in [`AgentError::field`].
+    UpdateResources {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        container: Option<String>,
+        resources: Box<oci_spec::runtime::LinuxResources>,
+    },
 }
 
 /// The container as the agent must set it up.

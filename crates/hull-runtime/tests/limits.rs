@@ -281,3 +281,60 @@ fn features_report_the_guests_cgroup() {
         "{r}"
     );
 }
+
+/// `hull-runtime update` writes into the running container's cgroup; what the guest kernel
+/// refuses fails the update, naming the field.
+#[test]
+fn update_changes_the_running_containers_cgroup() {
+    let root = Root::new();
+    let mut b = Bundle::busybox(&[
+        "sh",
+        "-c",
+        "while [ ! -e /done ]; do sleep 0.05; done; cat /sys/fs/cgroup/pids.max",
+    ]);
+    b.edit(|c| {
+        with_cgroup_ns(c);
+        c["linux"]["resources"]["pids"] = json!({"limit": 50});
+    });
+    let mut cmd = run_cmd(&root, &b, "lim-upd");
+    let child = spawn(&mut cmd, false);
+    wait_status(&root, "lim-upd", "running");
+    let hr = |args: &[&str]| finish(spawn(&mut root.cmd(args), false), None, VM_TIMEOUT);
+    let up = hr(&[
+        "update",
+        "--pids-limit",
+        "7",
+        "--cpu-share",
+        "512",
+        "lim-upd",
+    ]);
+    assert_eq!(up.code, Some(0), "update: {up}");
+    let ex = hr(&[
+        "exec",
+        "lim-upd",
+        "cat",
+        "/sys/fs/cgroup/pids.max",
+        "/sys/fs/cgroup/cpu.weight",
+    ]);
+    assert_eq!(ex.code, Some(0), "exec: {ex}");
+    assert_eq!(ex.stdout_str(), "7\n20\n", "{ex}");
+
+    let bad = hr(&[
+        "update",
+        "--cpu-quota",
+        "500",
+        "--cpu-period",
+        "100000",
+        "lim-upd",
+    ]);
+    assert_ne!(bad.code, Some(0), "{bad}");
+    assert!(
+        bad.stderr_str().contains("linux.resources.cpu.quota"),
+        "{bad}"
+    );
+    std::fs::write(b.rootfs().join("done"), "").unwrap();
+    let out = finish(child, None, VM_TIMEOUT);
+    assert_eq!(out.code, Some(0), "{out}");
+    assert_eq!(out.stdout_str(), "7\n", "{out}");
+    root.assert_clean("lim-upd");
+}

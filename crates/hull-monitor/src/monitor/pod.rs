@@ -227,6 +227,10 @@ impl Monitor {
                 rows,
                 cols,
             } => resize_reply(vm, exec_id, rows, cols),
+            CtlRequest::Update { .. } => err(
+                "a pod member's resources are the pod's VM's: update the pod's first container"
+                    .into(),
+            ),
             CtlRequest::Pause | CtlRequest::Resume => err(
                 "one container of a pod cannot be paused: its VM is the pod's; pause the pod's \
                  first container"

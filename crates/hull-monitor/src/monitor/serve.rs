@@ -365,6 +365,16 @@ impl Monitor {
                 }
             }
             CtlRequest::Stats => stats_reply(vm),
+            CtlRequest::Update { resources } => {
+                let req = HostRequest::UpdateResources {
+                    container: None,
+                    resources,
+                };
+                match vm.agent.request(req, REQUEST_TIMEOUT) {
+                    Ok(_) => CtlReply::Ok,
+                    Err(e) => err(request_error_text(e)),
+                }
+            }
             CtlRequest::Ps => {
                 let mut pids = vec![std::process::id() as i32];
                 let ours = self.execs.values().filter(|e| e.container.is_none());

@@ -7,17 +7,19 @@
 //! - CPU quota/period (docker's `--cpus`) → the vCPUs online: the quota's CPUs rounded up;
 //!   `-1` (no quota) → the VM's maximum.
 //!
-//! What a VM cannot apply as a whole (CPU shares, cpuset, pids, block I/O, swap, memory
-//! reservation) is accepted, as runc accepts it on a cgroup it cannot fully honour, and
-//! logged; enforcing it in the guest's cgroups is issue 10's work.
+//! Every limit also goes into the container's cgroup in the guest (`CtlRequest::Update` → the
+//! agent), first: CPU shares, cpuset, pids, swap and memory reservation are applied there only;
+//! what the guest kernel refuses fails the update (naming the field) before the VM is resized.
 //!
 //! Docker (go-runc) sends `--resources -` with JSON on stdin, podman `--resources FILE`.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use hull_api::{Client, ClientError, VmInfo};
+use hull_monitor::control::CtlRequest;
 use hull_state::Status;
 use oci_spec::runtime::{LinuxCpu, LinuxMemory, LinuxPids, LinuxResources};
 
@@ -30,7 +32,7 @@ pub struct UpdateArgs {
     /// stdin. Every other flag is then ignored.
     #[arg(short = 'r', long)]
     pub resources: Option<PathBuf>,
-    /// Block I/O weight (logged, not applied).
+    /// Block I/O weight (refused by the guest: no io.weight, no block devices).
     #[arg(long)]
     pub blkio_weight: Option<u16>,
     /// CPU CFS period, µs.
@@ -39,31 +41,31 @@ pub struct UpdateArgs {
     /// CPU CFS quota, µs; -1 for none.
     #[arg(long, allow_hyphen_values = true)]
     pub cpu_quota: Option<i64>,
-    /// CPU realtime period, µs (logged, not applied).
+    /// CPU realtime period, µs (refused: cgroup v2 has none).
     #[arg(long)]
     pub cpu_rt_period: Option<u64>,
-    /// CPU realtime runtime, µs (logged, not applied).
+    /// CPU realtime runtime, µs (refused: cgroup v2 has none).
     #[arg(long, allow_hyphen_values = true)]
     pub cpu_rt_runtime: Option<i64>,
-    /// CPU shares (logged, not applied).
+    /// CPU shares (the guest cgroup's cpu.weight).
     #[arg(long)]
     pub cpu_share: Option<u64>,
-    /// CPUs to use, e.g. 0-3,7 (logged, not applied).
+    /// The guest's CPUs to use, e.g. 0-3,7 (cpuset.cpus).
     #[arg(long)]
     pub cpuset_cpus: Option<String>,
-    /// Memory nodes to use (logged, not applied).
+    /// Memory nodes to use (cpuset.mems).
     #[arg(long)]
     pub cpuset_mems: Option<String>,
     /// Memory limit: bytes or with a unit (k, m, g); -1 for none.
     #[arg(long, allow_hyphen_values = true, value_parser = parse_size)]
     pub memory: Option<i64>,
-    /// Memory reservation (logged, not applied).
+    /// Memory reservation (memory.low).
     #[arg(long, allow_hyphen_values = true, value_parser = parse_size)]
     pub memory_reservation: Option<i64>,
-    /// Memory + swap limit; -1 for unlimited (logged, not applied: the VM has no swap).
+    /// Memory + swap limit; -1 for unlimited (memory.swap.max; the VM has no swap device).
     #[arg(long, allow_hyphen_values = true, value_parser = parse_size)]
     pub memory_swap: Option<i64>,
-    /// Most processes (logged, not applied).
+    /// Most processes (pids.max).
     #[arg(long, allow_hyphen_values = true)]
     pub pids_limit: Option<i64>,
     /// Intel RDT L3 cache schema (refused: a VM has no RDT).
@@ -160,7 +162,7 @@ pub struct VmChange {
     pub memory_mib: Option<Option<u64>>,
     /// vCPUs online; `Some(None)`: the VM's maximum (no quota).
     pub vcpus: Option<Option<u32>>,
-    /// What is accepted but not applied, for the log.
+    /// What applies to the guest's cgroup only, not to the VM's size (for the log).
     pub not_applied: Vec<&'static str>,
 }
 
@@ -231,10 +233,15 @@ pub fn update(ctx: &Ctx, a: UpdateArgs) -> Result<i32> {
             a.container_id
         );
     }
+    let update = CtlRequest::Update {
+        resources: Box::new(resources.clone()),
+    };
+    super::call(&sd, &update, Duration::from_secs(30))
+        .with_context(|| format!("update the cgroup of container {}", a.container_id))?;
     let change = vm_change(&resources);
     if !change.not_applied.is_empty() {
-        hull_monitor::log::info(&format!(
-            "update {}: not applied in the VM: {}",
+        hull_monitor::log::debug(&format!(
+            "update {}: applied in the guest's cgroup only, not to the VM's size: {}",
             a.container_id,
             change.not_applied.join(", ")
         ));
