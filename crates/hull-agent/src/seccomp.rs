@@ -19,24 +19,26 @@
 //! seccomp(2) call that the filters already installed must allow: a filter refusing it (an
 //! allow-list's default filter without `seccomp`) is installed last (see [`install_order`]).
 //!
-//! Syscall names unknown on x86_64 are skipped, as runc does. The guest is x86_64: the filters
-//! check the architecture and kill a process making a 32-bit (i386, `int 0x80`) or x32 system
-//! call, so `SCMP_ARCH_X86` / `SCMP_ARCH_X32` entries of `architectures` are accepted but their
-//! syscalls are then killed by the architecture check rather than filtered. Seccomp notify
-//! (`listenerPath`, `SCMP_ACT_NOTIFY`), `SCMP_ACT_TRACE` and unknown flags are refused: the
-//! container does not start.
+//! Syscall names unknown on the guest's architecture are skipped, as runc does. On an x86_64
+//! guest the filters check the architecture and kill a process making a 32-bit (i386,
+//! `int 0x80`) or x32 system call, so `SCMP_ARCH_X86` / `SCMP_ARCH_X32` entries of
+//! `architectures` are accepted but their syscalls are then killed by the architecture check
+//! rather than filtered. An aarch64 guest (a foreign-architecture VM) takes the profile the
+//! engine wrote for its own host (x86_64's `architectures`) by name: the names are looked up in
+//! aarch64's table and the filters check for aarch64 (the guest kernel has no AArch32).
+//! Seccomp notify (`listenerPath`, `SCMP_ACT_NOTIFY`), `SCMP_ACT_TRACE` and unknown flags are
+//! refused: the container does not start.
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use nix::errno::Errno;
 use oci_spec::runtime::{
-    Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompFilterFlag,
-    LinuxSeccompOperator,
+    LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompFilterFlag, LinuxSeccompOperator,
 };
 use seccompiler::{
     sock_filter, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition,
-    SeccompFilter, SeccompRule, TargetArch,
+    SeccompFilter, SeccompRule,
 };
 
 use crate::error::{Error, Result};
@@ -58,6 +60,22 @@ const RET_K: u16 = 0x06; // BPF_RET | BPF_K
 
 /// Bit of an x32 system call number (arch is still AUDIT_ARCH_X86_64).
 const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+
+/// The guest's architecture: its system call table, and what the filters check.
+#[cfg(target_arch = "x86_64")]
+mod guest {
+    pub use syscalls::x86_64::Sysno;
+    pub const ARCH: seccompiler::TargetArch = seccompiler::TargetArch::x86_64;
+    pub const AUDIT_ARCH: u32 = 0xc000_003e; // AUDIT_ARCH_X86_64
+    pub const NAME: &str = "x86_64";
+}
+#[cfg(target_arch = "aarch64")]
+mod guest {
+    pub use syscalls::aarch64::Sysno;
+    pub const ARCH: seccompiler::TargetArch = seccompiler::TargetArch::aarch64;
+    pub const AUDIT_ARCH: u32 = 0xc000_00b7; // AUDIT_ARCH_AARCH64
+    pub const NAME: &str = "aarch64";
+}
 
 /// What `hull-runtime features` reports (runtime-spec features.md).
 pub const ACTIONS: &[&str] = &[
@@ -129,7 +147,7 @@ fn condition(arg: &LinuxSeccompArg, field: &str) -> Result<SeccompCondition> {
                 arg.index()
             ))
         })?;
-    // 64-bit comparisons, as libseccomp does on x86_64.
+    // 64-bit comparisons, as libseccomp does on 64-bit architectures.
     SeccompCondition::new(index, SeccompCmpArgLen::Qword, op, value)
         .map_err(|e| Error::msg(format!("{field}: {e}")))
 }
@@ -175,9 +193,7 @@ fn add_rules(map: &mut BTreeMap<i64, Vec<SeccompRule>>, nr: i64, rules: &[Seccom
 }
 
 fn syscall_number(name: &str) -> Option<i64> {
-    syscalls::x86_64::Sysno::from_str(name)
-        .ok()
-        .map(|s| i64::from(s.id()))
+    guest::Sysno::from_str(name).ok().map(|s| i64::from(s.id()))
 }
 
 impl Profile {
@@ -189,7 +205,9 @@ impl Profile {
                 p.display()
             )));
         }
+        #[cfg(target_arch = "x86_64")]
         if let Some(archs) = s.architectures() {
+            use oci_spec::runtime::Arch;
             // The guest is x86_64: 32-bit and x32 system calls are killed by the filters'
             // architecture check, whatever the profile says about them.
             if !archs.is_empty()
@@ -237,7 +255,10 @@ impl Profile {
             for name in sc.names() {
                 match syscall_number(name) {
                     Some(nr) => add_rules(&mut groups[pos].1, nr, &rules),
-                    None => debug!("seccomp: unknown system call {name:?} on x86_64; skipped"),
+                    None => debug!(
+                        "seccomp: unknown system call {name:?} on {}; skipped",
+                        guest::NAME
+                    ),
                 }
             }
         }
@@ -251,14 +272,14 @@ impl Profile {
 
     /// The BPF programs, in installation order.
     fn compile(self) -> Result<Vec<BpfProgram>> {
-        let arch = TargetArch::x86_64;
+        let arch = guest::ARCH;
         let compile = |rules, mismatch: SeccompAction, matched: SeccompAction| {
             let what = format!("linux.seccomp: the filter for {matched:?}");
             SeccompFilter::new(rules, mismatch, matched, arch)
                 .and_then(BpfProgram::try_from)
                 .map_err(|e| Error::msg(format!("{what}: {e}")))
         };
-        let mut programs = vec![x32_guard()];
+        let mut programs = arch_guards();
         if self.default != SeccompAction::Allow {
             let mut all = BTreeMap::new();
             for (_, map) in &self.groups {
@@ -274,6 +295,15 @@ impl Profile {
             }
         }
         Ok(programs)
+    }
+}
+
+/// The filters that go before the profile's: x86_64's x32 guard; none on aarch64 (one ABI).
+fn arch_guards() -> Vec<BpfProgram> {
+    if cfg!(target_arch = "x86_64") {
+        vec![x32_guard()]
+    } else {
+        Vec::new()
     }
 }
 
@@ -300,12 +330,12 @@ fn x32_guard() -> BpfProgram {
     ]
 }
 
-/// Runs a classic-BPF seccomp program (what seccompiler emits) on an x86_64 `seccomp_data`; a
-/// program it cannot follow counts as killing.
+/// Runs a classic-BPF seccomp program (what seccompiler emits) on a `seccomp_data` of the
+/// guest's architecture; a program it cannot follow counts as killing.
 fn eval(p: &[sock_filter], nr: u32, args: [u64; 6]) -> u32 {
     let mut data = [0u8; 64];
     data[0..4].copy_from_slice(&nr.to_le_bytes());
-    data[4..8].copy_from_slice(&0xc000_003eu32.to_le_bytes()); // AUDIT_ARCH_X86_64
+    data[4..8].copy_from_slice(&guest::AUDIT_ARCH.to_le_bytes());
     for (i, a) in args.iter().enumerate() {
         data[16 + 8 * i..24 + 8 * i].copy_from_slice(&a.to_le_bytes());
     }
@@ -420,7 +450,8 @@ fn set_mode_filter(prog: &[sock_filter], flags: libc::c_uint) -> nix::Result<()>
     Errno::result(r).map(drop)
 }
 
-#[cfg(test)]
+// The tests use x86_64's system call table and profiles.
+#[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
     use super::*;
 
