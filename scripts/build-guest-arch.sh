@@ -32,7 +32,10 @@ kvar=HULL_KERNEL_${arch^^}
 kernel=${!kvar:-$(guest/kernel/build-arch.sh "$arch" | tail -n1)}
 
 linker_var=CARGO_TARGET_$(echo "$triple" | tr 'a-z-' 'A-Z_')_LINKER
+# Thin LTO in parallel codegen units (the host agent's profile has fat LTO in one unit): the
+# cross build is on the setup's critical path, a few hundred KiB more agent cost nothing.
 env RUSTC="$rustc" "$linker_var=${cross}gcc" RUSTFLAGS='-C target-feature=+crt-static' \
+  CARGO_PROFILE_AGENT_LTO=thin CARGO_PROFILE_AGENT_CODEGEN_UNITS=16 \
   cargo build -q --profile agent --target "$triple" -p hull-agent
 agent=${CARGO_TARGET_DIR:-target}/$triple/agent/hull-agent
 desc=$(file -b "$agent")

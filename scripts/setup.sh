@@ -61,6 +61,16 @@ if [ ${#missing[@]} -gt 0 ] || [ -n "${added_arch:-}" ]; then
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# Foreign kernels (system mode) build in the background meanwhile: the steps below leave cores
+# idle in their serial phases (linking, LTO). Cached: a second run costs nothing.
+foreign_kernels=()
+for a in $arches; do has_system_mode "$a" && foreign_kernels+=("$a"); done
+if [ ${#foreign_kernels[@]} -gt 0 ]; then
+  klog=$(mktemp --suffix=.hull-kernel.log)
+  ( for a in "${foreign_kernels[@]}"; do guest/kernel/build-arch.sh "$a"; done ) >"$klog" 2>&1 &
+  kpid=$!
+fi
+
 if ! "$PREFIX/bin/virtiofsd" --version 2>/dev/null | grep -q "$VIRTIOFSD_VERSION"; then
   echo "setup: cargo install virtiofsd $VIRTIOFSD_VERSION (~5 min)"
   $sudo cargo install -q virtiofsd --locked --version "$VIRTIOFSD_VERSION" --root "$PREFIX"
@@ -72,6 +82,12 @@ kernel=$(guest/kernel/build.sh "$SHARE" | tail -n1)
 if [ -n "$arches" ]; then
   echo "setup: foreign architectures: $arches (emulators, test images)"
   guest/foreign/fetch.sh $arches
+fi
+
+if [ -n "${kpid:-}" ]; then
+  echo "setup: waiting for the kernel of ${foreign_kernels[*]}"
+  wait "$kpid" || { cat "$klog" >&2; echo "setup: the ${foreign_kernels[*]} kernel build failed" >&2; exit 1; }
+  rm -f "$klog"
 fi
 
 echo "setup: hull and the guest agent"
