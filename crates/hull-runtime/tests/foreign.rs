@@ -251,3 +251,18 @@ fn a_bad_arch_annotation_is_refused_naming_it() {
     );
     root.assert_clean("v");
 }
+
+/// `features` lists what the guest directory can run.
+#[test]
+#[ignore = "foreign architectures are opt-in: scripts/setup.sh --arch arm64,arm"]
+fn arm64_features_list_the_installed_modes() {
+    let root = Root::new();
+    let out = root.cmd(&["features"]).output().unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = v["annotations"]["io.github.hull.foreign-architectures"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(s.starts_with("arm64 (user, system)"), "{s}");
+}

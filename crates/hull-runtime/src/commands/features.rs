@@ -70,12 +70,41 @@ pub fn features(_ctx: &Ctx, _a: liboci_cli::Features) -> Result<i32> {
             hull_oci::ANNOTATION_ROOTFS_CACHE: "guest caching of the rootfs: always (default) or auto",
             hull_oci::publish::ANNOTATION_PUBLISH: "ports published on user-mode networking (no network namespace in the spec): [IP:]HOST:CONTAINER[/tcp|udp], comma-separated",
             "io.github.hull.network": "the network namespace's interfaces are wired into the VM (tap + tc mirred); no network namespace = QEMU user-mode networking",
+            "io.github.hull.foreign-architectures": foreign(),
             "io.github.hull.pods": "a container joining a running hull container's network namespace runs in its VM",
             "io.github.hull.resources": "enforced in the guest's cgroup v2 (one per container, seen as / with a cgroup namespace): memory limit/reservation/swap, pids limit, cpu shares/quota/period/burst/idle/cpus/mems, unified; refused (create fails, exit 3): disableOOMKiller, realtime CPU, blockIO (the guest kernel has no io.weight, the VM no block devices), hugepageLimits (no hugetlb controller), rdma, network; devices: not filtered (the VM's devices are the agent's)"
         }
     });
     println!("{}", serde_json::to_string_pretty(&v)?);
     Ok(0)
+}
+
+/// The foreign architectures this host's guest directory can run, and how (see README
+/// "Foreign architectures"): e.g. `arm64 (user, system), arm (user)`.
+fn foreign() -> String {
+    use hull_monitor::assets::{installed, GuestKind};
+    let list: Vec<String> = hull_oci::arch::ALL
+        .into_iter()
+        .filter(|a| *a != hull_oci::Arch::host())
+        .filter_map(|a| {
+            let modes: Vec<&str> = [
+                (installed(GuestKind::User(a)), "user"),
+                (installed(GuestKind::System(a)), "system"),
+            ]
+            .into_iter()
+            .filter_map(|(ok, m)| ok.then_some(m))
+            .collect();
+            (!modes.is_empty()).then(|| format!("{a} ({})", modes.join(", ")))
+        })
+        .collect();
+    let list = match list.is_empty() {
+        true => "none (scripts/setup.sh --arch arm64,arm)".to_string(),
+        false => list.join(", "),
+    };
+    format!(
+        "{list}; the bundle's architecture: annotation org.hull.vm.arch, else the ELF header of \
+         process.args[0]; org.hull.vm.emulation=user|system"
+    )
 }
 
 fn caps() -> Vec<String> {
