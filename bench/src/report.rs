@@ -103,6 +103,7 @@ pub struct Report {
     pub net: Option<Net>,
     pub image: Option<Image>,
     pub reclaim: Option<Reclaim>,
+    pub foreign: Option<crate::foreign::Foreign>,
     pub failures: Failures,
 }
 
@@ -1222,6 +1223,7 @@ impl Report {
             net: None,
             image: None,
             reclaim: None,
+            foreign: None,
             failures: Failures::default(),
         }
     }
@@ -1285,6 +1287,9 @@ impl Report {
         if let Some(r) = &self.reclaim {
             reclaim_markdown(&mut s, r);
         }
+        if let Some(f) = &self.foreign {
+            f.markdown(&mut s);
+        }
 
         if !self.failures.0.is_empty() {
             let _ = writeln!(
@@ -1339,6 +1344,9 @@ impl Report {
         }
         if let Some(r) = &self.reclaim {
             v["reclaim"] = reclaim_json(r);
+        }
+        if let Some(f) = &self.foreign {
+            v["foreign"] = f.json();
         }
         v
     }
