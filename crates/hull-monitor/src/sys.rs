@@ -48,6 +48,25 @@ pub fn enter_network_namespace(path: Option<&Path>) -> Result<(), MonitorError> 
     }
 }
 
+/// New ipc, uts and cgroup namespaces for this process (the pid-file PID) as `flags` says, so
+/// that tools reading `/proc/<pid>/ns/*` see the container's, not the host's; in a new uts
+/// namespace the host name is the container's.
+pub fn unshare_namespaces(
+    flags: nix::sched::CloneFlags,
+    hostname: Option<&str>,
+) -> Result<(), MonitorError> {
+    if flags.is_empty() {
+        return Ok(());
+    }
+    nix::sched::unshare(flags)
+        .map_err(|e| MonitorError::sys(format!("unshare({flags:?})"))(e.into()))?;
+    if let Some(name) = hostname.filter(|_| flags.contains(nix::sched::CloneFlags::CLONE_NEWUTS)) {
+        nix::unistd::sethostname(name)
+            .map_err(|e| MonitorError::sys(format!("sethostname {name:?}"))(e.into()))?;
+    }
+    Ok(())
+}
+
 pub fn mount_tmpfs(target: &Path) -> Result<(), MonitorError> {
     mount(
         Some("hull-share"),

@@ -215,6 +215,22 @@ impl Bundle {
             .map(|n| n.path().clone())
     }
 
+    /// The namespaces of `kinds` the spec asks to be new (listed without a path).
+    pub fn new_namespaces(&self, kinds: &[LinuxNamespaceType]) -> Vec<LinuxNamespaceType> {
+        let Some(ns) = self
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().as_ref())
+        else {
+            return Vec::new();
+        };
+        ns.iter()
+            .filter(|n| n.path().is_none() && kinds.contains(&n.typ()))
+            .map(|n| n.typ())
+            .collect()
+    }
+
     /// Refuses namespace paths other than the network's: outside a pod, a host namespace cannot
     /// be joined from inside a VM.
     pub fn refuse_joined_namespaces(&self) -> Result<(), OciError> {

@@ -100,6 +100,7 @@ impl Monitor {
         };
         // Must precede every thread of this process.
         sys::private_mount_namespace()?;
+        self.own_namespaces(&bundle)?;
         let netns = bundle.network_namespace();
         if let Some(ns) = &netns {
             sys::enter_network_namespace(ns.as_deref())?;
@@ -180,6 +181,23 @@ impl Monitor {
     /// namespace, where engines' hooks wire the network) exists, and the VM's devices are
     /// fixed once QEMU starts (microvm has no hotplug), so they run before it. A failure
     /// fails create. Returns whether any ran.
+    /// The ipc, uts and cgroup namespaces the spec asks for, held by this process (the PID
+    /// engines and tools inspect), like runc's container init; the container's own are in the
+    /// guest.
+    fn own_namespaces(&self, bundle: &Bundle) -> Result<(), MonitorError> {
+        use nix::sched::CloneFlags;
+        use oci_spec::runtime::LinuxNamespaceType as T;
+        let mut flags = CloneFlags::empty();
+        for t in bundle.new_namespaces(&[T::Ipc, T::Uts, T::Cgroup]) {
+            flags |= match t {
+                T::Ipc => CloneFlags::CLONE_NEWIPC,
+                T::Uts => CloneFlags::CLONE_NEWUTS,
+                _ => CloneFlags::CLONE_NEWCGROUP,
+            };
+        }
+        sys::unshare_namespaces(flags, bundle.spec.hostname().as_deref())
+    }
+
     /// Into the engine's cgroup for the container before any child starts (`crate::cgroup`).
     /// A path that is not valid is an error; a host whose cgroups cannot be written (e.g. a
     /// read-only cgroupfs in a nested container) only loses the engine's accounting: logged.
