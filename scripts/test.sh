@@ -33,3 +33,4 @@ if [ $# -eq 0 ]; then
   HULL_VM_TEMPLATE=off cargo test -q -p hull-runtime --test run --test lifecycle -- \
     --test-threads="$threads"
 fi
+if [ $# -eq 0 ]; then cargo run -q -p hull-soak -- --cycles 20 --parallel 4; fi  # fault-injection soak (tests/soak)
