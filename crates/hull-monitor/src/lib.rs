@@ -25,4 +25,4 @@ pub mod timings;
 pub mod tty;
 
 pub use error::MonitorError;
-pub use monitor::{error_chain, run, Mode, Options};
+pub use monitor::{error_chain, kept_console, run, Mode, Options};

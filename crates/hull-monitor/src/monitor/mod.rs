@@ -248,9 +248,14 @@ pub(crate) fn bind(sd: &StateDir, name: &str) -> Result<UnixListener, MonitorErr
     )))
 }
 
+/// Where [`keep_console`] copies container `id`'s console log (`delete` removes it).
+pub fn kept_console(id: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("hull-{id}-console.log"))
+}
+
 /// Copies the console log somewhere that outlives the state directory, for error messages.
 fn keep_console(console: &Path, id: &str) -> PathBuf {
-    let kept = std::env::temp_dir().join(format!("hull-{id}-console.log"));
+    let kept = kept_console(id);
     match std::fs::copy(console, &kept) {
         Ok(_) => kept,
         Err(_) => console.to_path_buf(),

@@ -73,6 +73,9 @@ pub fn create_container(
         .into());
     }
     let status = child.wait()?;
+    // Killed (or crashed) before it could clean up: its QEMU and virtiofsd died with it, its
+    // mounts with its namespace; its state directory (and cgroup) would outlive the failed create.
+    let _ = super::delete::force_delete(ctx, id);
     Err(anyhow!(
         "the container monitor exited before the container was created ({status})"
     ))

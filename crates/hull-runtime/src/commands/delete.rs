@@ -84,6 +84,8 @@ fn delete_container(ctx: &Ctx, container_id: &str, force: bool) -> Result<i32> {
         }
     }
     sd.remove()?;
+    // The console log a monitor kept for its error message (its VM died) goes with the rest.
+    let _ = std::fs::remove_file(hull_monitor::kept_console(container_id));
     // poststop hooks run after the container is gone; failures are warnings (runtime-spec).
     if let Some(st) = &st {
         if let Ok(spec) = hull_oci::read_spec(&st.bundle.join("config.json")) {
