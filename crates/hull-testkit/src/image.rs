@@ -48,15 +48,7 @@ impl BusyboxImage {
         let root = dir.join("rootfs");
         crate::bundle::busybox_rootfs(&root);
         let tar = dir.join("rootfs.tar");
-        run(Command::new("tar")
-            .arg("--numeric-owner")
-            .arg("-C")
-            .arg(&root)
-            .arg("-cf")
-            .arg(&tar)
-            .arg("."))
-        .ok();
-        fs::remove_dir_all(&root).unwrap();
+        tar_then_remove(&root, &tar);
         write_oci_layout(&tar, &dir.join("oci"));
         Self {
             dir,
@@ -121,6 +113,19 @@ impl BusyboxImage {
             ),
         );
     }
+}
+
+/// Packs the directory `root` into the tar file `tar` (numeric owners, sorted names: the same
+/// tree gives the same layer), then removes `root`.
+fn tar_then_remove(root: &Path, tar: &Path) {
+    run(Command::new("tar")
+        .args(["--numeric-owner", "--sort=name", "-C"])
+        .arg(root)
+        .arg("-cf")
+        .arg(tar)
+        .arg("."))
+    .ok();
+    fs::remove_dir_all(root).unwrap();
 }
 
 /// `skopeo copy SRC DST`, panicking with skopeo's output on failure.
@@ -247,14 +252,7 @@ pub fn multi_platform_layout(dir: &Path, arches: &[&str]) -> PathBuf {
         }
         fs::write(root.join("etc/platform"), format!("linux/{arch}\n")).unwrap();
         let tar = dir.join(format!("layer-{arch}.tar"));
-        run(Command::new("tar")
-            .args(["--numeric-owner", "--sort=name", "-C"])
-            .arg(&root)
-            .arg("-cf")
-            .arg(&tar)
-            .arg("."))
-        .ok();
-        fs::remove_dir_all(&root).unwrap();
+        tar_then_remove(&root, &tar);
         let (layer_digest, layer_size) = write_blob(&layout, &fs::read(&tar).unwrap());
         fs::remove_file(&tar).unwrap();
         let variant = (*arch == "arm").then_some("v7");
