@@ -108,6 +108,15 @@ for b in hull hull-runtime hull-monitor; do
   $sudo install -m 0755 "target/release/$b" "$PREFIX/bin/$b"
 done
 
+# QEMU runs as this unprivileged user (README "What differs from runc": the VMM's jail).
+if ! id hull >/dev/null 2>&1; then
+  echo "setup: system user hull (QEMU runs as it)"
+  $sudo useradd --system --no-create-home --shell /usr/sbin/nologin hull
+fi
+if getent group kvm >/dev/null && ! id -nG hull | grep -qw kvm; then
+  $sudo usermod -aG kvm hull
+fi
+
 echo "setup: the demo image (hull-demo, from busybox-static) in hull's store"
 demo=$(mktemp --suffix=.tar)
 guest/demo/build.sh "$demo" >/dev/null

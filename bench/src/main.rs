@@ -1,6 +1,8 @@
 //! hull's benchmark harness. `cargo run --release -p hull-bench -- --help`; what each figure
 //! means is in the README's "Benchmarks" section.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 mod bare;
 mod foreign;
 mod host;

@@ -158,7 +158,8 @@ fn tool(prog: &str, args: &[&str]) -> Result<String> {
 pub struct NetPair {
     engine: String,
     container: String,
-    prefix: String,
+    /// N in 10.250.N.0/24.
+    subnet: u8,
     made: Vec<String>,
 }
 
@@ -170,14 +171,16 @@ impl NetPair {
         let mut me = Self {
             engine: format!("{NETNS_PREFIX}e{pid}-{n}"),
             container: format!("{NETNS_PREFIX}c{pid}-{n}"),
-            prefix: format!("10.250.{}", n % 250),
+            // n % 250 < 250: always a u8.
+            subnet: (n % 250) as u8,
             made: Vec::new(),
         };
         for ns in [me.engine.clone(), me.container.clone()] {
             tool("ip", &["netns", "add", &ns])?;
             me.made.push(ns);
         }
-        let (e, c, p) = (&me.engine, &me.container, &me.prefix);
+        let p = format!("10.250.{}", me.subnet);
+        let (e, c) = (&me.engine, &me.container);
         let mtu = MTU.to_string();
         let cmds: [&[&str]; 10] = [
             &[
@@ -209,9 +212,7 @@ impl NetPair {
     }
 
     pub fn container_ip(&self) -> Ipv4Addr {
-        format!("{}.2", self.prefix)
-            .parse()
-            .expect("an IPv4 address")
+        Ipv4Addr::new(10, 250, self.subnet, 2)
     }
 
     fn addr(&self, port: u16) -> SocketAddr {

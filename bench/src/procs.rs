@@ -182,8 +182,10 @@ pub fn output(name: &str, cmd: &mut Command, timeout: Duration) -> Result<std::p
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut p = Proc::spawn(name, cmd)?;
-    let mut so = p.child.stdout.take().expect("piped stdout");
-    let mut se = p.child.stderr.take().expect("piped stderr");
+    let (mut so, mut se) = match (p.child.stdout.take(), p.child.stderr.take()) {
+        (Some(so), Some(se)) => (so, se),
+        _ => bail!("{name}: spawned without piped stdout and stderr"),
+    };
     let t = std::thread::spawn(move || {
         let mut v = Vec::new();
         let _ = se.read_to_end(&mut v);

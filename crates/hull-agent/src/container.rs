@@ -16,6 +16,10 @@ use crate::cgroup::Cgroup;
 use crate::error::{Context, Error, Result};
 use crate::mounts::{classify, parse_options, secure_join, MountKind, MountOptions};
 use crate::seccomp::SeccompPlan;
+use crate::userns::IdMaps;
+
+/// CLONE_NEWTIME (Linux 5.6), which nix does not name.
+pub const CLONE_NEWTIME: CloneFlags = CloneFlags::from_bits_retain(libc::CLONE_NEWTIME);
 
 /// Where the host's rootfs share (`hull_protocol::SHARE_TAG`) is mounted in the guest.
 pub const SHARE_DIR: &str = "/run/hull/share";
@@ -92,9 +96,32 @@ pub struct Namespaces {
     /// container (the spec names them by a host path, `/proc/<monitor PID>/ns/ipc`: on the host
     /// that is the VM's monitor, in the guest it is the first container's init).
     pub pod: Vec<(CloneFlags, &'static str)>,
+    /// A new user namespace (unshared first, so it owns the others) and its maps.
+    pub user: Option<IdMaps>,
+    /// A new time namespace (in `unshare`): the text of its clock offsets.
+    pub time_offsets: Option<String>,
 }
 
 impl Namespaces {
+    /// Whether the process is in a user namespace of its own (new, or joined in a pod/exec).
+    pub fn has_user(&self) -> bool {
+        self.user.is_some()
+            || self
+                .pod
+                .iter()
+                .any(|(f, _)| *f == CloneFlags::CLONE_NEWUSER)
+    }
+
+    /// Whether the child forks once more after entering the namespaces: a PID or time namespace
+    /// takes effect for children only.
+    pub fn forks(&self) -> bool {
+        self.pid() || self.unshare.contains(CLONE_NEWTIME) || self.joins(CLONE_NEWTIME)
+    }
+
+    fn joins(&self, flag: CloneFlags) -> bool {
+        self.join.iter().any(|(f, _)| *f == flag)
+    }
+
     /// Whether the process goes into another PID namespace (a new one or the pod's).
     pub fn pid(&self) -> bool {
         self.unshare.contains(CloneFlags::CLONE_NEWPID)
@@ -146,6 +173,8 @@ pub struct Container {
     pub seccomp: Option<SeccompPlan>,
     /// Its cgroup, `linux.resources` applied: every process of the container joins it.
     pub cgroup: Cgroup,
+    /// `linux.rootfsPropagation` as flags and its name (else `/` stays rslave).
+    root_propagation: Option<(MsFlags, String)>,
 }
 
 impl Drop for Container {
@@ -172,7 +201,9 @@ impl Container {
         for (index, m) in spec.mounts().iter().flatten().enumerate() {
             let dest = m.destination().clone();
             let what = || format!("mount {index} ({})", dest.display());
-            let opts = parse_options(m.options().as_deref().unwrap_or_default());
+            let raw_opts = m.options().as_deref().unwrap_or_default();
+            refuse_idmap(index, m, raw_opts)?;
+            let opts = parse_options(raw_opts);
             let source = m.source().as_ref().and_then(|s| s.to_str());
             let kind = classify(m.typ().as_deref(), source, &opts)
                 .ok_or_else(|| Error::msg(format!("{}: no type and not a bind mount", what())))?;
@@ -214,6 +245,7 @@ impl Container {
             .and_then(|l| l.seccomp().as_ref())
             .map(SeccompPlan::new)
             .transpose()?;
+        let root_propagation = root_propagation(&spec)?;
         // Last: nothing else can fail once it exists (a dropped container removes it).
         let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
         let cgroup = Cgroup::create(&cfg.id, resources)?;
@@ -229,14 +261,51 @@ impl Container {
             pod_init_pid: None,
             seccomp,
             cgroup,
+            root_propagation,
         })
     }
+}
+
+/// `linux.rootfsPropagation` (runc's names, with or without `r`).
+fn root_propagation(spec: &Spec) -> Result<Option<(MsFlags, String)>> {
+    let value = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().as_deref());
+    let Some(v) = value else {
+        return Ok(None);
+    };
+    let flags = crate::mounts::propagation_flag(v).ok_or_else(|| Error::Spec {
+        field: "linux.rootfsPropagation".into(),
+        problem: format!("{v:?} is not shared, slave, private or unbindable (or r-prefixed)"),
+    })?;
+    Ok(Some((flags, v.to_string())))
+}
+
+/// ID-mapped mounts (`idmap`/`ridmap`, a mount's `uidMappings`/`gidMappings`) need file
+/// systems that support them; the guest's shares (virtio-fs, 9p) do not: refused, not ignored.
+fn refuse_idmap(index: usize, m: &oci_spec::runtime::Mount, opts: &[String]) -> Result<()> {
+    let spec_err = |field: String, problem: String| Error::Spec { field, problem };
+    if let Some(o) = opts.iter().find(|o| *o == "idmap" || *o == "ridmap") {
+        return Err(spec_err(
+            format!("mounts[{index}].options"),
+            format!("{o:?}: ID-mapped mounts are not supported in hull's VMs (virtio-fs/9p shares cannot be ID-mapped)"),
+        ));
+    }
+    if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
+        return Err(spec_err(
+            format!("mounts[{index}].uidMappings"),
+            "ID-mapped mounts are not supported in hull's VMs (virtio-fs/9p shares cannot be ID-mapped)".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// The container's namespaces. `member`: a later container of a pod, whose namespace paths
 /// name the pod's namespaces.
 fn plan_namespaces(spec: &Spec, member: bool) -> Result<Namespaces> {
     let mut unshare = CloneFlags::CLONE_NEWNS;
+    let mut new_user = false;
     let mut join = Vec::new();
     let mut pod = Vec::new();
     let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref());
@@ -248,10 +317,8 @@ fn plan_namespaces(spec: &Spec, member: bool) -> Result<Namespaces> {
             LinuxNamespaceType::Ipc => (CloneFlags::CLONE_NEWIPC, "ipc"),
             LinuxNamespaceType::Network => (CloneFlags::CLONE_NEWNET, "net"),
             LinuxNamespaceType::Cgroup => (CloneFlags::CLONE_NEWCGROUP, "cgroup"),
-            other => {
-                info!("{other} namespace is not supported in the VM; ignored");
-                continue;
-            }
+            LinuxNamespaceType::User => (CloneFlags::CLONE_NEWUSER, "user"),
+            LinuxNamespaceType::Time => (CLONE_NEWTIME, "time"),
         };
         if flag == CloneFlags::CLONE_NEWNET {
             // The VM is the container's network sandbox: the container uses the guest's own
@@ -270,21 +337,39 @@ fn plan_namespaces(spec: &Spec, member: bool) -> Result<Namespaces> {
                 path.display()
             )));
         }
+        if flag == CloneFlags::CLONE_NEWUSER {
+            new_user = true; // unshared on its own, first (see crate::userns)
+            continue;
+        }
         unshare |= flag;
     }
-    // Join order for exec: the mount namespace last (it changes root and cwd).
+    // A user namespace first: the others are then owned by it (pod: joined first).
+    pod.sort_by_key(|(f, _)| *f != CloneFlags::CLONE_NEWUSER);
+    let user = IdMaps::new(spec, new_user)?;
+    let time_offsets = crate::userns::time_offsets(spec, unshare.contains(CLONE_NEWTIME))?;
+    // Join order for exec: the user namespace first, the mount namespace last (it changes root
+    // and cwd).
     for (flag, name) in [
+        (CloneFlags::CLONE_NEWUSER, "user"),
         (CloneFlags::CLONE_NEWCGROUP, "cgroup"),
+        (CLONE_NEWTIME, "time"),
         (CloneFlags::CLONE_NEWIPC, "ipc"),
         (CloneFlags::CLONE_NEWUTS, "uts"),
         (CloneFlags::CLONE_NEWPID, "pid"),
         (CloneFlags::CLONE_NEWNS, "mnt"),
     ] {
-        if unshare.contains(flag) || pod.iter().any(|(f, _)| *f == flag) {
+        let new = unshare.contains(flag) || (flag == CloneFlags::CLONE_NEWUSER && new_user);
+        if new || pod.iter().any(|(f, _)| *f == flag) {
             join.push((flag, name));
         }
     }
-    Ok(Namespaces { unshare, join, pod })
+    Ok(Namespaces {
+        unshare,
+        join,
+        pod,
+        user,
+        time_offsets,
+    })
 }
 
 fn mnt(
@@ -330,6 +415,11 @@ pub fn setup_rootfs(
     nix::sys::stat::umask(old_umask);
     before_entering(root)?;
     enter_root(root)?;
+    // Like runc, once the root is in place (a mount under a shared one cannot be moved).
+    if let Some((propagation, name)) = &c.root_propagation {
+        mnt(None, Path::new("/"), None, *propagation, None)
+            .ctx(|| format!("linux.rootfsPropagation: making / {name}"))?;
+    }
 
     let linux = c.spec.linux().as_ref();
     for (key, value) in linux
@@ -396,12 +486,52 @@ fn apply_mount(root: &Path, m: &PlannedMount) -> Result<()> {
             }
             create_mountpoint(&dest, true).ctx(|| m.what())?;
             let data = (!o.data.is_empty()).then_some(o.data.as_str());
-            mnt(Some(Path::new(source)), &dest, Some(fstype), o.flags, data).ctx(|| {
+            match mnt(Some(Path::new(source)), &dest, Some(fstype), o.flags, data) {
+                // In a user namespace that does not own the guest's network (sysfs) or cgroup
+                // namespace, these cannot be mounted anew: the guest's, bound, as runc does.
+                Err(Errno::EPERM) if userns_bind_source(fstype).is_some() => {
+                    let src = Path::new(userns_bind_source(fstype).unwrap_or_default());
+                    mnt(
+                        Some(src),
+                        &dest,
+                        None,
+                        MsFlags::MS_BIND | MsFlags::MS_REC,
+                        None,
+                    )
+                    .and_then(|()| {
+                        let flags = o.flags | MsFlags::MS_BIND | MsFlags::MS_REMOUNT;
+                        mnt(None, &dest, None, flags, None)
+                    })
+                    .ctx(|| {
+                        format!(
+                            "{}: bind mounting the guest's {} on {} (user namespace)",
+                            m.what(),
+                            src.display(),
+                            dest.display()
+                        )
+                    })?
+                }
+                r => r.ctx(|| {
+                    format!(
+                        "{}: mounting {fstype} on {} (options {:?})",
+                        m.what(),
+                        dest.display(),
+                        o.data
+                    )
+                })?,
+            }
+        }
+    }
+    for (change, recursive) in [(o.attrs, false), (o.recursive, true)] {
+        if !change.is_empty() {
+            crate::sys::mount_setattr(&dest, change.set, change.clear, recursive).ctx(|| {
                 format!(
-                    "{}: mounting {fstype} on {} (options {:?})",
+                    "{}: setting mount attributes (set {:#x}, clear {:#x}{}) on {}",
                     m.what(),
-                    dest.display(),
-                    o.data
+                    change.set,
+                    change.clear,
+                    if recursive { ", recursively" } else { "" },
+                    dest.display()
                 )
             })?;
         }
@@ -411,6 +541,15 @@ fn apply_mount(root: &Path, m: &PlannedMount) -> Result<()> {
             .ctx(|| format!("{}: changing propagation of {}", m.what(), dest.display()))?;
     }
     Ok(())
+}
+
+/// What a file system that a user namespace cannot mount is bound from instead.
+fn userns_bind_source(fstype: &str) -> Option<&'static str> {
+    match fstype {
+        "sysfs" => Some("/sys"),
+        "cgroup2" => Some("/sys/fs/cgroup"),
+        _ => None,
+    }
 }
 
 /// Like runc: procfs and sysfs go only on a plain directory (or a path that does not exist
@@ -477,6 +616,7 @@ fn create_devices(root: &Path) -> Result<()> {
             makedev(major, minor),
         ) {
             Ok(()) | Err(Errno::EEXIST) => {}
+            Err(Errno::EPERM) => bind_device(Path::new("/dev").join(name).as_path(), &path)?,
             Err(e) => return Err(e).ctx(|| format!("creating device /dev/{name}")),
         }
     }
@@ -499,6 +639,18 @@ fn create_devices(root: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// In a user namespace no device node can be made: like runc, the guest's node `src` is
+/// bind mounted on an empty file at `dest`.
+fn bind_device(src: &Path, dest: &Path) -> Result<()> {
+    create_mountpoint(dest, false)?;
+    mnt(Some(src), dest, None, MsFlags::MS_BIND, None).ctx(|| {
+        format!(
+            "bind mounting the device {} (user namespace)",
+            src.display()
+        )
+    })
 }
 
 /// In the container's root: binds the pty slave `slave` on /dev/console (in a tmpfs /dev only:
@@ -539,6 +691,8 @@ fn create_spec_device(root: &Path, d: &LinuxDevice) -> Result<()> {
     let dev = makedev(d.major() as u64, d.minor() as u64);
     match mknod(&path, kind, mode, dev) {
         Ok(()) | Err(Errno::EEXIST) => {}
+        // In a user namespace: the guest's node, bound (its owner stays the guest's).
+        Err(Errno::EPERM) => return bind_device(d.path(), &path).ctx(what),
         Err(e) => return Err(e).ctx(|| format!("{}: mknod", what())),
     }
     let uid = d.uid().map(nix::unistd::Uid::from_raw);
@@ -649,7 +803,7 @@ mod tests {
         let n = plan_namespaces(
             &spec_with(
                 r#"[{"type":"pid"},{"type":"network","path":"/var/run/netns/x"},{"type":"ipc"},
-                {"type":"uts"},{"type":"mount"},{"type":"cgroup"},{"type":"user"}]"#,
+                {"type":"uts"},{"type":"mount"},{"type":"cgroup"}]"#,
             ),
             false,
         )
@@ -659,6 +813,49 @@ mod tests {
         assert!(!n.unshare.contains(CloneFlags::CLONE_NEWUSER));
         let names: Vec<_> = n.join.iter().map(|j| j.1).collect();
         assert_eq!(names, ["cgroup", "ipc", "uts", "pid", "mnt"]);
+        assert!(n.user.is_none() && n.time_offsets.is_none() && n.forks() == n.pid());
+    }
+
+    #[test]
+    fn rootfs_propagation_is_parsed_and_bad_values_are_refused() {
+        let with = |v: &str| -> Spec {
+            serde_json::from_str(&format!(
+                r#"{{"ociVersion":"1.2.0","linux":{{"rootfsPropagation":{v}}}}}"#
+            ))
+            .unwrap()
+        };
+        let d: Spec = serde_json::from_str(r#"{"ociVersion":"1.2.0"}"#).unwrap();
+        assert_eq!(root_propagation(&d).unwrap(), None);
+        assert_eq!(
+            root_propagation(&with("\"shared\"")).unwrap().unwrap().0,
+            MsFlags::MS_SHARED
+        );
+        let e = root_propagation(&with("\"sideways\"")).unwrap_err();
+        assert!(e.to_string().starts_with("linux.rootfsPropagation"), "{e}");
+    }
+
+    #[test]
+    fn user_and_time_namespaces_are_new_with_their_maps_and_offsets() {
+        let s: Spec = serde_json::from_str(
+            r#"{"ociVersion":"1.2.0","linux":{"namespaces":[{"type":"mount"},{"type":"user"},
+                {"type":"time"}],
+                "uidMappings":[{"containerID":0,"hostID":1000,"size":10}],
+                "gidMappings":[{"containerID":0,"hostID":1000,"size":10}],
+                "timeOffsets":{"boottime":{"secs":86400}}}}"#,
+        )
+        .unwrap();
+        let n = plan_namespaces(&s, false).unwrap();
+        // The user namespace is unshared on its own, first; exec joins it first.
+        assert!(!n.unshare.contains(CloneFlags::CLONE_NEWUSER));
+        assert!(n.unshare.contains(CLONE_NEWTIME));
+        assert_eq!(n.user.as_ref().unwrap().uid_map, "0 1000 10\n");
+        assert_eq!(n.time_offsets.as_deref(), Some("boottime 86400 0\n"));
+        let names: Vec<_> = n.join.iter().map(|j| j.1).collect();
+        assert_eq!(names, ["user", "time", "mnt"]);
+        assert!(n.has_user() && n.forks() && !n.pid());
+        // A user namespace without maps is refused, naming the field.
+        let e = plan_namespaces(&spec_with(r#"[{"type":"user"}]"#), false).unwrap_err();
+        assert!(e.to_string().starts_with("linux.uidMappings"), "{e}");
     }
 
     #[test]

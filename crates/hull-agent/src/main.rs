@@ -12,11 +12,14 @@
 
 // Unit tests keep the test harness's own `main`.
 #![cfg_attr(not(test), no_main)]
+// No panics on any input path (frames from the host, specs): errors are returned.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 #[macro_use]
 mod log;
 
 mod agent;
+mod attrs;
 mod binfmt;
 mod caps;
 mod cgroup;
@@ -33,6 +36,7 @@ mod reaper;
 mod seccomp;
 mod stdio;
 mod sys;
+mod userns;
 
 use std::convert::Infallible;
 use std::os::fd::{AsRawFd, IntoRawFd};

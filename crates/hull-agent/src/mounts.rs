@@ -17,6 +17,69 @@ pub struct MountOptions {
     pub propagation: Vec<MsFlags>,
     /// Everything that is not a flag (`mode=755`, `size=65536k`, `newinstance`...), comma-joined.
     pub data: String,
+    /// Mount attributes set on the mount and every mount below it (the `r*` options: `rro`,
+    /// `rnosuid`, `rnoexec`, `rnosymfollow`, `ratime`...), with mount_setattr(2).
+    pub recursive: AttrChange,
+    /// Mount attributes without a mount(2) flag, on the mount itself (`nosymfollow`).
+    pub attrs: AttrChange,
+}
+
+/// `MOUNT_ATTR_*` bits to set and to clear.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AttrChange {
+    pub set: u64,
+    pub clear: u64,
+}
+
+impl AttrChange {
+    pub fn is_empty(&self) -> bool {
+        self.set == 0 && self.clear == 0
+    }
+
+    fn apply(&mut self, set: u64, clear: u64) {
+        self.set = (self.set & !clear) | set;
+        self.clear = (self.clear & !set) | clear;
+    }
+}
+
+/// `MOUNT_ATTR_*` of <linux/mount.h>.
+pub mod attr {
+    pub const RDONLY: u64 = 0x1;
+    pub const NOSUID: u64 = 0x2;
+    pub const NODEV: u64 = 0x4;
+    pub const NOEXEC: u64 = 0x8;
+    /// The atime bits: changing the atime mode clears them all and sets one value.
+    pub const ATIME: u64 = 0x70;
+    pub const RELATIME: u64 = 0x0;
+    pub const NOATIME: u64 = 0x10;
+    pub const STRICTATIME: u64 = 0x20;
+    pub const NODIRATIME: u64 = 0x80;
+    pub const NOSYMFOLLOW: u64 = 0x0020_0000;
+}
+
+/// A recursive mount option (runc's names) as the attribute bits it sets and clears. Atime
+/// modes replace the whole atime field, as mount_setattr(2) requires: `rnoatime`,
+/// `rstrictatime`/`ratime`/`rnorelatime` (always update), `rrelatime`/`rnostrictatime`.
+fn recursive_option(opt: &str) -> Option<(u64, u64)> {
+    use attr::*;
+    Some(match opt {
+        "rro" => (RDONLY, 0),
+        "rrw" => (0, RDONLY),
+        "rnosuid" => (NOSUID, 0),
+        "rsuid" => (0, NOSUID),
+        "rnodev" => (NODEV, 0),
+        "rdev" => (0, NODEV),
+        "rnoexec" => (NOEXEC, 0),
+        "rexec" => (0, NOEXEC),
+        "rnodiratime" => (NODIRATIME, 0),
+        "rdiratime" => (0, NODIRATIME),
+        "rnoatime" => (NOATIME, ATIME),
+        "rstrictatime" | "ratime" | "rnorelatime" => (STRICTATIME, ATIME),
+        "rrelatime" | "rnostrictatime" => (RELATIME, ATIME),
+        "rnosymfollow" => (NOSYMFOLLOW, 0),
+        "rsymfollow" => (0, NOSYMFOLLOW),
+        _ => return None,
+    })
 }
 
 impl MountOptions {
@@ -41,9 +104,21 @@ pub fn parse_options<S: AsRef<str>>(options: &[S]) -> MountOptions {
     let mut flags = MsFlags::empty();
     let mut propagation = Vec::new();
     let mut data: Vec<&str> = Vec::new();
+    let mut recursive = AttrChange::default();
+    let mut attrs = AttrChange::default();
     for opt in options {
         let opt = opt.as_ref();
+        if let Some((set, clear)) = recursive_option(opt) {
+            recursive.apply(set, clear);
+            continue;
+        }
+        match opt {
+            "nosymfollow" => attrs.apply(attr::NOSYMFOLLOW, 0),
+            "symfollow" => attrs.apply(0, attr::NOSYMFOLLOW),
+            _ => {}
+        }
         let (set, clear) = match opt {
+            "nosymfollow" | "symfollow" => continue,
             "async" => (MsFlags::empty(), MsFlags::MS_SYNCHRONOUS),
             "atime" => (MsFlags::empty(), MsFlags::MS_NOATIME),
             "bind" => (MsFlags::MS_BIND, MsFlags::empty()),
@@ -85,10 +160,13 @@ pub fn parse_options<S: AsRef<str>>(options: &[S]) -> MountOptions {
         flags,
         propagation,
         data: data.join(","),
+        recursive,
+        attrs,
     }
 }
 
-fn propagation_flag(opt: &str) -> Option<MsFlags> {
+/// A propagation option (`private`, `rshared`...) as mount(2) flags.
+pub fn propagation_flag(opt: &str) -> Option<MsFlags> {
     Some(match opt {
         "private" => MsFlags::MS_PRIVATE,
         "rprivate" => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
@@ -248,6 +326,34 @@ mod tests {
             opts(&["remount", "ro"]).flags,
             MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY
         );
+    }
+
+    #[test]
+    fn recursive_and_attribute_options() {
+        use attr::*;
+        let o = opts(&[
+            "rbind",
+            "rro",
+            "rnosuid",
+            "rnoexec",
+            "nosymfollow",
+            "mode=1",
+        ]);
+        assert_eq!(o.flags, MsFlags::MS_BIND | MsFlags::MS_REC);
+        assert_eq!(
+            o.recursive,
+            AttrChange {
+                set: RDONLY | NOSUID | NOEXEC,
+                clear: 0
+            }
+        );
+        assert_eq!(o.attrs.set, NOSYMFOLLOW);
+        assert_eq!(o.data, "mode=1");
+        // Later wins; atime modes replace the whole field.
+        let o = opts(&["rro", "rrw", "rnoatime", "rrelatime"]);
+        assert_eq!(o.recursive.set, RELATIME);
+        assert_eq!(o.recursive.clear, RDONLY | ATIME);
+        assert!(opts(&["ro"]).recursive.is_empty());
     }
 
     #[test]

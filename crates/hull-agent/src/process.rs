@@ -15,8 +15,9 @@ use nix::fcntl::OFlag;
 use nix::sched::CloneFlags;
 use nix::sys::stat::Mode;
 use nix::unistd::{ForkResult, Gid, Uid};
-use oci_spec::runtime::{PosixRlimitType, Process};
+use oci_spec::runtime::{PosixRlimitType, Process, Spec};
 
+use crate::attrs::Attrs;
 use crate::caps::CapPlan;
 use crate::container::Container;
 use crate::error::{Context, Error, Result};
@@ -56,6 +57,7 @@ struct ExecPlan {
     no_new_privs: bool,
     caps: Option<CapPlan>,
     oom_score_adj: Option<i32>,
+    attrs: Attrs,
 }
 
 fn cstring(s: &str, what: &str) -> Result<CString> {
@@ -85,7 +87,7 @@ fn rlimit_resource(t: PosixRlimitType) -> libc::__rlimit_resource_t {
 }
 
 impl ExecPlan {
-    fn new(p: &Process) -> Result<Self> {
+    fn new(spec: &Spec, p: &Process, target: Target) -> Result<Self> {
         let args = p.args().as_deref().unwrap_or_default();
         let arg0 = args
             .first()
@@ -127,6 +129,7 @@ impl ExecPlan {
             no_new_privs: p.no_new_privileges() == Some(true),
             caps: p.capabilities().as_ref().map(CapPlan::new),
             oom_score_adj: p.oom_score_adj(),
+            attrs: Attrs::new(spec, p, matches!(target, Target::Exec { .. }))?,
         })
     }
 }
@@ -258,7 +261,7 @@ fn fork_child(
     stdin: bool,
     go: Option<OwnedFd>,
 ) -> Result<Forked> {
-    let plan = ExecPlan::new(process)?;
+    let plan = ExecPlan::new(&c.spec, process, target)?;
     let size = process
         .console_size()
         .map(|b| (b.height() as u16, b.width() as u16));
@@ -307,7 +310,7 @@ fn fork_child(
 /// The process's PID in the agent's namespace: the grandchild's when it went into a new PID
 /// namespace.
 fn process_pid(c: &Container, forked: &Forked, st: &Status) -> Result<i32> {
-    if c.ns.pid() {
+    if c.ns.forks() {
         st.pid
             .ok_or_else(|| Error::msg("the process died before it was started"))
     } else {
@@ -343,7 +346,7 @@ pub fn prepare_init(c: &Container, process: &Process, stdin: bool) -> Result<Pre
     let mut buf = Vec::new();
     let st = loop {
         let st = parse_status(&buf);
-        if st.error.is_some() || (st.ready && (st.pid.is_some() || !c.ns.pid())) {
+        if st.error.is_some() || (st.ready && (st.pid.is_some() || !c.ns.forks())) {
             break st;
         }
         let mut chunk = [0u8; 512];
@@ -431,25 +434,17 @@ fn child_setup(ctx: &ChildCtx<'_>) -> Result<Infallible> {
             .ctx(|| format!("setting oom_score_adj to {adj}"))?;
     }
     debug!("child: forked");
+    ctx.plan.attrs.apply_initial()?;
+    // In a user namespace, raising a hard limit would need CAP_SYS_RESOURCE in the initial one.
+    let early_rlimits = ctx.c.ns.has_user();
+    if early_rlimits {
+        set_rlimits(ctx.plan)?;
+    }
     // Before the namespaces: a new cgroup namespace is rooted at the container's cgroup.
     ctx.c.cgroup.enter()?;
-    match ctx.join {
-        None => {
-            for (fd, flag, name) in ctx.pod {
-                nix::sched::setns(fd, *flag)
-                    .ctx(|| format!("joining the pod's {name} namespace"))?;
-            }
-            nix::sched::unshare(ctx.c.ns.unshare).ctx(|| "creating namespaces".into())?
-        }
-        Some(j) => {
-            for (fd, flag, name) in &j.ns {
-                nix::sched::setns(fd, *flag)
-                    .ctx(|| format!("joining the container's {name} namespace"))?;
-            }
-        }
-    }
-    if ctx.c.ns.pid() {
-        // Only children enter the new (or joined) PID namespace.
+    enter_namespaces(ctx)?;
+    if ctx.c.ns.forks() {
+        // Only children enter the new (or joined) PID and time namespaces.
         // SAFETY: this process is single-threaded (a fork child), so fork has no caveats here.
         match unsafe { nix::unistd::fork() }.ctx(|| "fork into the PID namespace".into())? {
             ForkResult::Child => {}
@@ -504,7 +499,51 @@ fn child_setup(ctx: &ChildCtx<'_>) -> Result<Infallible> {
         let state = crate::hooks::state_json(ctx.c, "created");
         crate::hooks::run("startContainer", &list.unwrap_or_default(), &state, None)?;
     }
-    finalize(ctx.plan, ctx.c.seccomp.as_ref())
+    finalize(ctx.plan, ctx.c.seccomp.as_ref(), early_rlimits)
+}
+
+/// Creates (init) or joins (exec) the container's namespaces: a user namespace first, so it
+/// owns the others; a time namespace gets its offsets before anything enters it.
+fn enter_namespaces(ctx: &ChildCtx<'_>) -> Result<()> {
+    let ns = &ctx.c.ns;
+    match ctx.join {
+        None => {
+            for (fd, flag, name) in ctx.pod {
+                nix::sched::setns(fd, *flag)
+                    .ctx(|| format!("joining the pod's {name} namespace"))?;
+                if *flag == CloneFlags::CLONE_NEWUSER {
+                    crate::userns::become_root()?;
+                }
+            }
+            if let Some(maps) = &ns.user {
+                maps.enter_new()?;
+            }
+            nix::sched::unshare(ns.unshare).ctx(|| "creating namespaces".into())?;
+            if let Some(offsets) = &ns.time_offsets {
+                crate::userns::write_time_offsets(offsets)?;
+            }
+        }
+        Some(j) => {
+            for (fd, flag, name) in &j.ns {
+                nix::sched::setns(fd, *flag)
+                    .ctx(|| format!("joining the container's {name} namespace"))?;
+                if *flag == CloneFlags::CLONE_NEWUSER {
+                    match &ns.user {
+                        Some(maps) => maps.become_root()?,
+                        None => crate::userns::become_root()?,
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn set_rlimits(p: &ExecPlan) -> Result<()> {
+    for (res, soft, hard, name) in &p.rlimits {
+        sys::setrlimit(*res, *soft, *hard).ctx(|| format!("setting {name}"))?;
+    }
+    Ok(())
 }
 
 /// The last steps, in the container's root: limits, user, capabilities, cwd, seccomp, exec.
@@ -513,10 +552,11 @@ fn child_setup(ctx: &ChildCtx<'_>) -> Result<Infallible> {
 /// requires CAP_SYS_ADMIN to install them, so (like runc) they go on before the user and
 /// capabilities change; the few calls after that (setgroups, setuid, capset, chdir, looking up
 /// the executable, execve) must then be allowed by the profile, as runc requires too.
-fn finalize(p: &ExecPlan, seccomp: Option<&SeccompPlan>) -> Result<Infallible> {
-    for (res, soft, hard, name) in &p.rlimits {
-        sys::setrlimit(*res, *soft, *hard).ctx(|| format!("setting {name}"))?;
+fn finalize(p: &ExecPlan, seccomp: Option<&SeccompPlan>, rlimits_set: bool) -> Result<Infallible> {
+    if !rlimits_set {
+        set_rlimits(p)?;
     }
+    p.attrs.apply()?;
     if let Some(bounding) = p.caps.and_then(|c| c.bounding) {
         for cap in (0..64).take_while(|c| sys::cap_exists(*c)) {
             if bounding & (1 << cap) == 0 {
@@ -578,6 +618,7 @@ fn finalize(p: &ExecPlan, seccomp: Option<&SeccompPlan>) -> Result<Infallible> {
     if p.no_new_privs {
         nix::sys::prctl::set_no_new_privs().ctx(|| "PR_SET_NO_NEW_PRIVS".into())?;
     }
+    p.attrs.apply_final()?;
     debug!("child: exec {}", Path::new(&path).display());
     if let (Some(s), true) = (seccomp, p.no_new_privs) {
         s.install()?;
@@ -643,7 +684,8 @@ mod tests {
                 "rlimits":[{"type":"RLIMIT_NOFILE","hard":1024,"soft":512}]}"#,
         )
         .unwrap();
-        let plan = ExecPlan::new(&p).unwrap();
+        let spec = Spec::default();
+        let plan = ExecPlan::new(&spec, &p, Target::Init).unwrap();
         assert_eq!(plan.arg0, "sh");
         assert_eq!(plan.argv.len(), 3);
         assert_eq!((plan.uid.as_raw(), plan.gid.as_raw()), (1000, 100));
@@ -656,6 +698,6 @@ mod tests {
         assert!(plan.no_new_privs && plan.caps.is_none());
         let empty: Process =
             serde_json::from_str(r#"{"user":{"uid":0,"gid":0},"args":[],"cwd":"/"}"#).unwrap();
-        assert!(ExecPlan::new(&empty).is_err());
+        assert!(ExecPlan::new(&spec, &empty, Target::Init).is_err());
     }
 }

@@ -393,9 +393,28 @@ fn install_order(programs: Vec<BpfProgram>, flags: libc::c_uint) -> Result<Vec<B
     Ok(ok)
 }
 
+/// Every refusal of a profile names its field first (`linux.seccomp.…: why`): the host reports
+/// it as an invalid bundle (exit 3), like its own checks.
+fn as_spec_error(e: Error) -> Error {
+    match e {
+        Error::Msg(m) => match m.split_once(": ") {
+            Some((field, problem)) if field.starts_with("linux.seccomp") => Error::Spec {
+                field: field.to_string(),
+                problem: problem.to_string(),
+            },
+            _ => Error::Msg(m),
+        },
+        other => other,
+    }
+}
+
 impl SeccompPlan {
     /// Translates and compiles `linux.seccomp`; refuses what hull cannot enforce.
     pub fn new(s: &LinuxSeccomp) -> Result<Self> {
+        Self::compile(s).map_err(as_spec_error)
+    }
+
+    fn compile(s: &LinuxSeccomp) -> Result<Self> {
         let profile = Profile::new(s)?;
         let flags = profile.flags;
         let programs = install_order(profile.compile()?, flags)?;

@@ -221,6 +221,86 @@ pub fn setdomainname(name: &str) -> nix::Result<()> {
     Errno::result(unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) }).map(drop)
 }
 
+/// `struct sched_attr` (SCHED_ATTR_SIZE_VER0, 48 bytes).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SchedAttr {
+    pub size: u32,
+    pub sched_policy: u32,
+    pub sched_flags: u64,
+    pub sched_nice: i32,
+    pub sched_priority: u32,
+    pub sched_runtime: u64,
+    pub sched_deadline: u64,
+    pub sched_period: u64,
+}
+
+/// sched_setattr(2) on this thread.
+pub fn sched_setattr(attr: &SchedAttr) -> nix::Result<()> {
+    // SAFETY: the kernel reads `attr.size` bytes of a `sched_attr` through the pointer; the
+    // struct has that layout and size and lives for the call.
+    Errno::result(unsafe { libc::syscall(libc::SYS_sched_setattr, 0, attr as *const SchedAttr, 0) })
+        .map(drop)
+}
+
+/// personality(2): sets this process's execution domain.
+pub fn personality(persona: libc::c_ulong) -> nix::Result<()> {
+    // SAFETY: personality takes an integer and touches no memory of ours.
+    Errno::result(unsafe { libc::personality(persona) }).map(drop)
+}
+
+/// ioprio_set(IOPRIO_WHO_PROCESS, 0, value): this process's I/O priority.
+pub fn ioprio_set(value: i32) -> nix::Result<()> {
+    const IOPRIO_WHO_PROCESS: libc::c_int = 1;
+    // SAFETY: ioprio_set takes three integers and touches no memory of ours.
+    Errno::result(unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, value) })
+        .map(drop)
+}
+
+/// `struct mount_attr` of mount_setattr(2).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// mount_setattr(2): sets and clears `MOUNT_ATTR_*` flags on the mount at `path` (not following
+/// a final symlink), and with `recursive` on every mount below it too (AT_RECURSIVE).
+pub fn mount_setattr(
+    path: &std::path::Path,
+    set: u64,
+    clear: u64,
+    recursive: bool,
+) -> nix::Result<()> {
+    let path =
+        std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: clear,
+        ..MountAttr::default()
+    };
+    let mut flags = libc::AT_SYMLINK_NOFOLLOW;
+    if recursive {
+        flags |= libc::AT_RECURSIVE;
+    }
+    // SAFETY: the path is a NUL-terminated string and the kernel reads `size_of::<MountAttr>()`
+    // bytes of a `mount_attr` through the pointer; both live for the call.
+    Errno::result(unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    })
+    .map(drop)
+}
+
 /// RNDADDENTROPY, `_IOW('R', 0x03, int[2])`: its argument is a `struct rand_pool_info`.
 const RNDADDENTROPY: libc::c_ulong = libc::_IOW::<[libc::c_int; 2]>(b'R' as u32, 0x03);
 /// RNDRESEEDCRNG, `_IO('R', 0x07)` (Linux 4.17+).

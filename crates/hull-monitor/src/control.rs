@@ -105,7 +105,10 @@ impl From<ControlRequest> for Event {
 }
 
 /// Serves `listener` on a thread, forwarding requests as events.
-pub fn serve<E: From<ControlRequest> + Send + 'static>(listener: UnixListener, events: Sender<E>) {
+pub fn serve<E: From<ControlRequest> + Send + 'static>(
+    listener: UnixListener,
+    events: Sender<E>,
+) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("control".into())
         .spawn(move || {
@@ -114,29 +117,75 @@ pub fn serve<E: From<ControlRequest> + Send + 'static>(listener: UnixListener, e
                 std::thread::spawn(move || handle(conn, events));
             }
         })
-        .expect("spawn control thread");
+        .map(drop)
+}
+
+/// The longest request line the monitor reads. The biggest request, an exec's process, goes on
+/// to the agent in one control frame, which cannot be longer than this either.
+pub const MAX_REQUEST_LEN: usize = hull_protocol::MAX_PAYLOAD as usize;
+
+/// The most fds one request may bring (a pod member's stdio and mount trees).
+pub const MAX_REQUEST_FDS: usize = fdpass::MAX_FDS;
+
+/// A request line being received: the bytes up to and with the first newline (and whatever
+/// came in the same read after it), at most [`MAX_REQUEST_LEN`] bytes without a newline.
+#[derive(Debug, Default)]
+pub struct RequestLine {
+    buf: Vec<u8>,
+    complete: bool,
+}
+
+impl RequestLine {
+    /// Adds received bytes: `Ok(true)` once the line is complete, an error once it is longer
+    /// than [`MAX_REQUEST_LEN`] without its newline.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<bool, String> {
+        if self.complete {
+            return Ok(true);
+        }
+        // Only the new bytes are searched: a line sent a byte at a time stays linear.
+        self.complete = bytes.contains(&b'\n');
+        if !self.complete && self.buf.len() + bytes.len() > MAX_REQUEST_LEN {
+            return Err(format!(
+                "control request longer than {MAX_REQUEST_LEN} bytes without a newline"
+            ));
+        }
+        self.buf.extend_from_slice(bytes);
+        Ok(self.complete)
+    }
+
+    /// The bytes received so far.
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+/// Parses a request line (its newline included) as the socket's server does.
+pub fn parse_request(line: &[u8]) -> Result<CtlRequest, serde_json::Error> {
+    serde_json::from_slice(line)
 }
 
 fn handle<E: From<ControlRequest> + Send + 'static>(conn: UnixStream, events: Sender<E>) {
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut line = Vec::new();
-    let mut fds = Vec::new();
-    while !line.contains(&b'\n') {
-        match fdpass::recv_with_fds(&conn, &mut buf) {
-            Ok((0, _)) | Err(_) => return,
-            Ok((n, f)) => {
-                line.extend_from_slice(&buf[..n]);
-                fds.extend(f);
-            }
+    let mut w = &conn;
+    // A reply is plain data (strings, numbers): serializing it cannot fail; if it did, the
+    // client sees the connection close without a reply, as when the monitor exits.
+    let mut send = |r: &CtlReply| match serde_json::to_string(r) {
+        Ok(line) => writeln!(w, "{line}"),
+        Err(e) => Err(std::io::Error::other(e)),
+    };
+    let (line, fds) = match receive_request(&conn) {
+        Ok(Some(r)) => r,
+        Ok(None) => return,
+        Err(why) => {
+            let _ = send(&CtlReply::Error {
+                message: format!("bad control request: {why}"),
+            });
+            return;
         }
-    }
+    };
     let peer_pid = nix::sys::socket::getsockopt(&conn, nix::sys::socket::sockopt::PeerCredentials)
         .map(|c| c.pid())
         .unwrap_or(0);
-    let mut w = &conn;
-    let mut send =
-        |r: &CtlReply| writeln!(w, "{}", serde_json::to_string(r).expect("reply serializes"));
-    match serde_json::from_slice::<CtlRequest>(&line) {
+    match parse_request(line.bytes()) {
         Ok(request) => {
             if let CtlRequest::CreateMember { id, .. } = &request {
                 watch_member(&conn, id.clone(), events.clone());
@@ -170,6 +219,28 @@ fn handle<E: From<ControlRequest> + Send + 'static>(conn: UnixStream, events: Se
             let _ = send(&CtlReply::Error {
                 message: format!("bad control request: {e}"),
             });
+        }
+    }
+}
+
+/// Reads a request line and the fds sent with it: `None` if the client went away first, an
+/// error if it sends too much (bytes without a newline, fds).
+fn receive_request(conn: &UnixStream) -> Result<Option<(RequestLine, Vec<OwnedFd>)>, String> {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut line = RequestLine::default();
+    let mut fds = Vec::new();
+    loop {
+        match fdpass::recv_with_fds(conn, &mut buf) {
+            Ok((0, _)) | Err(_) => return Ok(None),
+            Ok((n, f)) => {
+                fds.extend(f);
+                if fds.len() > MAX_REQUEST_FDS {
+                    return Err(format!("more than {MAX_REQUEST_FDS} file descriptors"));
+                }
+                if line.push(&buf[..n])? {
+                    return Ok(Some((line, fds)));
+                }
+            }
         }
     }
 }
@@ -224,7 +295,7 @@ impl CtlClient {
         fds: &[std::os::fd::RawFd],
     ) -> std::io::Result<Self> {
         let conn = UnixStream::connect(sock)?;
-        let mut line = serde_json::to_vec(request).expect("request serializes");
+        let mut line = serde_json::to_vec(request).map_err(std::io::Error::other)?;
         line.push(b'\n');
         fdpass::send_with_fds(&conn, &line, fds)?;
         let reader = BufReader::new(conn.try_clone()?);
@@ -253,4 +324,59 @@ pub fn call(sock: &Path, request: &CtlRequest, timeout: Duration) -> std::io::Re
             "the monitor closed the connection",
         )
     })
+}
+
+/// What the `control_json` fuzz target (`fuzz/fuzz_targets/`) runs, kept here so that the
+/// normal test suite replays its corpus through exactly the same code
+/// (`tests/fuzz_corpus.rs`). Not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::{parse_request, CtlRequest, RequestLine, MAX_REQUEST_LEN};
+
+    /// `data` received on the control socket as the server receives it: the first byte picks
+    /// the size of the reads, the rest is what the client sent. The line is accumulated
+    /// (bounded) and parsed; a parsed request must encode and parse back to itself.
+    pub fn control(data: &[u8]) -> Option<CtlRequest> {
+        let (&mode, sent) = data.split_first()?;
+        let chunk = 1 + usize::from(mode);
+        let mut line = RequestLine::default();
+        let mut complete = false;
+        for c in sent.chunks(chunk) {
+            match line.push(c) {
+                Ok(true) => {
+                    complete = true;
+                    break;
+                }
+                Ok(false) => {}
+                Err(_) => return None,
+            }
+            assert!(
+                line.bytes().len() <= MAX_REQUEST_LEN,
+                "unbounded request line"
+            );
+        }
+        if !complete {
+            // The client went away before its newline: nothing is parsed.
+            return None;
+        }
+        let request = parse_request(line.bytes()).ok()?;
+        let Ok(mut json) = serde_json::to_vec(&request) else {
+            panic!("a parsed request does not encode");
+        };
+        json.push(b'\n');
+        match parse_request(&json) {
+            Ok(back) => {
+                let (a, b) = (serde_json::to_value(&request), serde_json::to_value(&back));
+                assert!(
+                    matches!((&a, &b), (Ok(a), Ok(b)) if a == b),
+                    "request changed through encode/parse: {a:?} {b:?}"
+                );
+            }
+            Err(e) => panic!(
+                "a re-encoded request does not parse: {e}: {}",
+                String::from_utf8_lossy(&json)
+            ),
+        }
+        Some(request)
+    }
 }

@@ -45,7 +45,9 @@ pub fn load_or_probe(root: &Path, self_exe: &Path) -> HostProbe {
     };
     let _ = std::fs::create_dir_all(root);
     let tmp = cache.with_extension(format!("tmp{}", std::process::id()));
-    if std::fs::write(&tmp, serde_json::to_vec(&p).expect("probe serializes")).is_ok() {
+    // A cache only: a probe that cannot be saved is measured again next time.
+    let saved = serde_json::to_vec(&p).map(|json| std::fs::write(&tmp, json));
+    if let Ok(Ok(())) = saved {
         let _ = std::fs::rename(&tmp, &cache);
     }
     p

@@ -4,6 +4,7 @@
 //! and QEMU (in parallel: virtiofsd gets an already-listening socket), speaks QMP and the agent
 //! protocol, relays the container's stdio, forwards signals, and exits with the container
 //! process's status. Its PID is what engines see as the container's PID (pid-file contract).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod agent;
 pub mod api;
@@ -14,6 +15,7 @@ pub mod devices;
 mod error;
 pub mod fdpass;
 pub mod host_probe;
+pub mod jail;
 pub mod log;
 pub mod member;
 mod monitor;

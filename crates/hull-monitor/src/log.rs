@@ -45,7 +45,11 @@ pub fn write(level: &str, msg: &str) {
             msg.replace('"', "\\\"")
         )
     };
-    let _ = writeln!(l.file.lock().unwrap(), "{line}");
+    let mut file = l
+        .file
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _ = writeln!(file, "{line}");
 }
 
 pub fn debug(msg: &str) {

@@ -135,7 +135,12 @@ pub fn run(
         sys::write_pid_file(p, std::process::id() as i32)?;
     }
     let (ev_tx, ev_rx) = mpsc::channel();
-    control::serve(crate::monitor::bind(&sd, "ctl.sock")?, ev_tx.clone());
+    control::serve(crate::monitor::bind(&sd, "ctl.sock")?, ev_tx.clone()).map_err(|source| {
+        MonitorError::Sys {
+            what: "starting the control socket's thread".into(),
+            source,
+        }
+    })?;
     spawn_pod_reader(conn, ev_tx);
     if let Some(r) = ready {
         let _ = writeln!(

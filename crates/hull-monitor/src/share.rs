@@ -10,6 +10,13 @@
 //!   the host or other containers stay coherent (close-to-open).
 //!
 //! The guest agent mounts them and finds everything by those paths.
+//!
+//! virtiofsd runs as root (it serves files of every owner with their owners and modes) under
+//! its own seccomp filter (`--seccomp=kill`, its default) and `--sandbox=namespace`: it forks
+//! into new mount, PID and network namespaces where the staging tree is its `/`
+//! (`pivot_root`), so no path, symlink or `..` it resolves can leave it. The staging tmpfs is a
+//! shared mount in the monitor's (private) namespace, and virtiofsd's copy is its slave: a pod
+//! member's rootfs or volumes, attached there later, still appear in virtiofsd's tree.
 
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixListener;
@@ -26,6 +33,8 @@ pub fn stage(plan: &VmPlan, tree: ShareTree, share_dir: &Path) -> Result<(), Mon
     std::fs::create_dir(share_dir)
         .map_err(MonitorError::sys(format!("mkdir {}", share_dir.display())))?;
     sys::mount_tmpfs(share_dir)?;
+    // Mounts made here later (pod members) propagate to virtiofsd's namespace.
+    sys::make_shared(share_dir)?;
     for s in plan.tree(tree) {
         let target = share_dir.join(&s.share_path);
         mount_point(&target, s.is_dir)?;
@@ -73,7 +82,8 @@ pub fn spawn_virtiofsd(
         .args([
             "--announce-submounts",
             "--inode-file-handles=never",
-            "--sandbox=chroot",
+            "--sandbox=namespace",
+            "--seccomp=kill",
         ])
         .args(["--log-level=error", "--thread-pool-size=1"])
         .stdin(Stdio::null())

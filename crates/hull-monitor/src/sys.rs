@@ -78,6 +78,19 @@ pub fn mount_tmpfs(target: &Path) -> Result<(), MonitorError> {
     .map_err(|e| MonitorError::sys(format!("mount tmpfs on {}", target.display()))(e.into()))
 }
 
+/// Makes the mount on `target` shared: mounts below it propagate to its copies in namespaces
+/// created later (virtiofsd's).
+pub fn make_shared(target: &Path) -> Result<(), MonitorError> {
+    mount(
+        None::<&str>,
+        target,
+        None::<&str>,
+        MsFlags::MS_SHARED,
+        None::<&str>,
+    )
+    .map_err(|e| MonitorError::sys(format!("make {} a shared mount", target.display()))(e.into()))
+}
+
 pub fn bind_mount(source: &Path, target: &Path) -> Result<(), MonitorError> {
     mount(
         Some(source),

@@ -232,9 +232,23 @@ fn find_program(root: &Path, program: &str, path_var: &str, cwd: &Path) -> Optio
         .find(|p| p.is_file())
 }
 
+/// The first bytes of a regular file. Anything else is not a program: a FIFO would block the
+/// open (and `create` with it), a device could block the read.
 fn read_head(path: &Path) -> Option<Vec<u8>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if !std::fs::metadata(path).ok()?.is_file() {
+        return None;
+    }
     let mut head = vec![0u8; 256];
-    let mut f = std::fs::File::open(path).ok()?;
+    // O_NONBLOCK too: the path may have been swapped for a FIFO since the check.
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    if !f.metadata().ok()?.is_file() {
+        return None;
+    }
     let n = f.read(&mut head).ok()?;
     head.truncate(n);
     Some(head)

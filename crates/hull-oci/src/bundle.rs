@@ -38,7 +38,12 @@ pub fn read_spec(config_path: &Path) -> Result<Spec, OciError> {
         path: config_path.to_path_buf(),
         source,
     })?;
-    serde_json::from_slice(&text).map_err(|e| OciError::ParseConfig {
+    parse_spec(&text, config_path)
+}
+
+/// Parses the bytes of a config.json (`config_path` names it in errors).
+pub fn parse_spec(bytes: &[u8], config_path: &Path) -> Result<Spec, OciError> {
+    serde_json::from_slice(bytes).map_err(|e| OciError::ParseConfig {
         path: config_path.to_path_buf(),
         message: e.to_string(),
     })

@@ -9,12 +9,14 @@
 pub mod arch;
 mod bundle;
 mod default_spec;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hooks;
 mod plan;
 pub mod publish;
 
 pub use arch::{Arch, Emulation};
-pub use bundle::{is_bind_mount, read_spec, Bundle};
+pub use bundle::{is_bind_mount, parse_spec, read_spec, Bundle};
 pub use default_spec::default_spec;
 pub use plan::{memory_mib_for_limit, vcpus_for_quota};
 pub use plan::{

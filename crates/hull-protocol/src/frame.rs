@@ -9,6 +9,8 @@ pub const HEADER_LEN: usize = 12;
 /// Largest payload a frame may carry; writers split bigger data.
 pub const MAX_PAYLOAD: u32 = 1 << 20;
 const MAGIC: u16 = u16::from_le_bytes(*b"HL");
+/// What the reader allocates for a payload before its bytes arrive.
+const PAYLOAD_PREALLOC: usize = 64 * 1024;
 
 /// What a frame's payload is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +94,11 @@ impl<R: Read> FrameReader<R> {
         Self { inner }
     }
 
+    /// The stream read from.
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
     /// Next frame, or `None` on a clean end of stream (EOF at a frame boundary).
     pub fn read_frame(&mut self) -> Result<Option<Frame>, ProtocolError> {
         let mut hdr = [0u8; HEADER_LEN];
@@ -106,8 +113,17 @@ impl<R: Read> FrameReader<R> {
             }
         }
         let h = FrameHeader::decode(&hdr)?;
-        let mut payload = vec![0u8; h.len as usize];
-        self.inner.read_exact(&mut payload)?;
+        // `decode` refused lengths above MAX_PAYLOAD. The buffer grows with the bytes that
+        // actually arrive: a header announcing a large payload, followed by nothing, costs
+        // no more than what was received (never `len` up front).
+        let len = h.len as usize;
+        let mut payload = Vec::with_capacity(len.min(PAYLOAD_PREALLOC));
+        (&mut self.inner)
+            .take(u64::from(h.len))
+            .read_to_end(&mut payload)?;
+        if payload.len() != len {
+            return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
+        }
         Ok(Some(match h.kind {
             FrameKind::Control => Frame::Control(payload),
             FrameKind::Data => Frame::Data {

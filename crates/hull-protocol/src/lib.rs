@@ -32,6 +32,8 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 mod messages;
 mod net;
 

@@ -11,9 +11,11 @@ pub type ExecId = u32;
 pub struct StreamId(pub u32);
 
 impl StreamId {
+    /// Exec ids come from the host's requests: one above `u32::MAX / 4` wraps (as it always
+    /// did in release builds) instead of overflowing.
     pub fn new(exec_id: ExecId, fd: u32) -> Self {
         debug_assert!(fd < 3);
-        Self(exec_id * 4 + fd)
+        Self(exec_id.wrapping_mul(4).wrapping_add(fd))
     }
     pub fn stdin(exec_id: ExecId) -> Self {
         Self::new(exec_id, 0)
@@ -271,11 +273,12 @@ pub enum ExitStatus {
 }
 
 impl ExitStatus {
-    /// The status as a shell reports it: the code, or 128 + signal number.
+    /// The status as a shell reports it: the code, or 128 + signal number. The numbers come
+    /// from the guest: a signal no kernel has (`i32::MAX`) saturates instead of overflowing.
     pub fn shell_code(self) -> i32 {
         match self {
             Self::Code(c) => c,
-            Self::Signal(s) => 128 + s,
+            Self::Signal(s) => s.saturating_add(128),
         }
     }
 }
@@ -304,6 +307,7 @@ mod tests {
     fn exit_status_maps_signals_like_a_shell() {
         assert_eq!(ExitStatus::Code(7).shell_code(), 7);
         assert_eq!(ExitStatus::Signal(9).shell_code(), 137);
+        assert_eq!(ExitStatus::Signal(i32::MAX).shell_code(), i32::MAX);
     }
 
     #[test]

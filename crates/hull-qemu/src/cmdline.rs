@@ -188,10 +188,13 @@ impl Machine {
             // microvm: no PCI, no firmware, no option ROMs, no 8259 PIC, no ISA serial. The PIT
             // and RTC stay: without kvmclock (TCG) the kernel calibrates the TSC against them
             // (pit=off hangs calibration, rtc=off costs ~2 s of boot).
+            // dump-guest-core=off (both machines): guest RAM is MADV_DONTDUMP, never in a core
+            // dump of QEMU.
             Machine::Microvm => {
-                "microvm,memory-backend=mem,x-option-roms=off,pic=off,isa-serial=off"
+                "microvm,memory-backend=mem,x-option-roms=off,pic=off,isa-serial=off,\
+                 dump-guest-core=off"
             }
-            Machine::ArmVirt => "virt,memory-backend=mem,gic-version=3",
+            Machine::ArmVirt => "virt,memory-backend=mem,gic-version=3,dump-guest-core=off",
         }
     }
 
@@ -522,6 +525,21 @@ mod tests {
             "-device".into(),
             "virtio-net-device,netdev=net0,mac=02:68:75:6c:6c:00".into()
         )));
+    }
+
+    #[test]
+    fn guest_ram_is_left_out_of_core_dumps_on_both_machines() {
+        for machine in [Machine::Microvm, Machine::ArmVirt] {
+            let mut c = sample();
+            c.machine = machine;
+            let p = pairs(&c.args());
+            let m = p.iter().find(|(k, _)| k == "-machine").expect("-machine");
+            assert!(
+                m.1.split(',').any(|o| o == "dump-guest-core=off"),
+                "{machine:?}: {}",
+                m.1
+            );
+        }
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! `hull-runtime`: a runc-compatible OCI runtime whose containers each run in their own VM.
 //! Thin: every command is a file in `commands/`; the VM work happens in `hull-monitor`.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 mod commands;
 mod signal;
 
@@ -35,7 +37,7 @@ enum Cmd {
     Delete(liboci_cli::Delete),
     Run(liboci_cli::Run),
     List(liboci_cli::List),
-    Exec(liboci_cli::Exec),
+    Exec(commands::exec::ExecArgs),
     Ps(liboci_cli::Ps),
     Pause(liboci_cli::Pause),
     Resume(liboci_cli::Resume),

@@ -110,3 +110,57 @@ fn a_monitor_killed_during_create_leaves_no_state() {
     // No delete: a failed create leaves no container behind, as with runc.
     root.assert_clean(&id);
 }
+
+/// virtiofsd SIGKILLed while the guest creates the container (cold boot; a createContainer hook
+/// keeps the create busy): the create fails at once naming virtiofsd, instead of waiting for
+/// the agent's timeout or succeeding with a dead file server, and nothing is left.
+#[test]
+fn a_virtiofsd_killed_during_create_fails_the_create_naming_it() {
+    let root = Root::new();
+    let mut b = Bundle::busybox(&["true"]);
+    b.edit(|c| {
+        c["annotations"] = serde_json::json!({"org.hull.vm.template": "off"});
+        c["hooks"] = serde_json::json!({"createContainer": [{
+            "path": "/bin/sh", "args": ["sh", "-c", "touch /hook-started; sleep 5"]
+        }]});
+    });
+    let id = format!("fkill{}", std::process::id());
+    let mut c = root.cmd(&["create", "--bundle"]);
+    c.arg(b.path()).arg(&id);
+    let stderr = b.path().join("stderr");
+    let mut child = c
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(b.path().join("stdout")).unwrap())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let started = b.rootfs().join("hook-started");
+    hull_testkit::wait::wait_for("the createContainer hook to start", VM_TIMEOUT, || {
+        started.exists().then_some(())
+    });
+    let killed: Vec<u32> = common::processes_mentioning(root.path())
+        .into_iter()
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm"))
+                .is_ok_and(|c| c.trim() == "virtiofsd")
+        })
+        .collect();
+    assert!(!killed.is_empty(), "no virtiofsd of {id}");
+    for p in &killed {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(*p as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let status = hull_testkit::wait::wait_for("create to end", VM_TIMEOUT, || {
+        child.try_wait().ok().flatten()
+    });
+    let err = std::fs::read_to_string(&stderr).unwrap();
+    assert!(!status.success(), "create succeeded with a dead virtiofsd");
+    assert!(
+        err.contains("virtiofsd"),
+        "the error names virtiofsd: {err}"
+    );
+    let _ = hr(&root, &["delete", "--force", &id]);
+    root.assert_clean(&id);
+}

@@ -241,6 +241,18 @@ fn exec_runs_in_the_container_with_its_own_exit_status_and_pid_file() {
     // A paused container takes a signal (its VM runs again for the delivery): SIGTERM is
     // delivered and it stays paused; SIGKILL ends it (no agent timeout on a frozen guest).
     assert!(hr(&root, &["pause", "ex"]).status.success());
+    let out = hr(&root, &["exec", "ex", "true"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "exec while paused: {}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("cannot exec in a paused container"),
+        "{}",
+        stderr(&out)
+    );
     let out = hr(&root, &["kill", "ex", "CONT"]);
     assert!(
         out.status.success(),

@@ -338,3 +338,104 @@ fn update_changes_the_running_containers_cgroup() {
     assert_eq!(out.stdout_str(), "7\n", "{out}");
     root.assert_clean("lim-upd");
 }
+
+/// The host cgroup at `linux.cgroupsPath` gets limits that hold the whole VM: memory = the
+/// guest's RAM (64 MiB limit + 64 MiB) + hull's documented overhead, CPU = the spec's quota;
+/// `update --cpu-quota` changes the host quota too; the cgroup goes with the container.
+#[test]
+fn host_cgroup_limits_hold_the_vm_and_follow_update() {
+    let root = Root::new();
+    let id = "lim-host";
+    let rel = format!("hull-test-{}/lim-host", std::process::id());
+    let mut b = Bundle::busybox(&["sh", "-c", "while [ ! -e /done ]; do sleep 0.05; done"]);
+    let cg = format!("/{rel}");
+    b.edit(|c| {
+        c["linux"]["cgroupsPath"] = json!(cg);
+        c["linux"]["resources"]["memory"] = json!({"limit": 64u64 << 20});
+        c["linux"]["resources"]["cpu"] = json!({"quota": 150000, "period": 100000});
+    });
+    let child = spawn(&mut run_cmd(&root, &b, id), false);
+    wait_status(&root, id, "running");
+    let dirs = hull_testkit::cgroup_dirs(&rel);
+    assert!(!dirs.is_empty(), "no host cgroup {rel}");
+    let read = |file: &str| -> Vec<String> {
+        dirs.iter()
+            .filter_map(|d| std::fs::read_to_string(d.join(file)).ok())
+            .map(|s| s.trim().to_string())
+            .collect()
+    };
+    let want_mem = ((128u64 + hull_monitor::cgroup::VM_OVERHEAD_MIB) << 20).to_string();
+    let mem: Vec<String> = [read("memory.limit_in_bytes"), read("memory.max")].concat();
+    assert_eq!(mem, [want_mem], "host memory limit");
+    let cpu: Vec<String> = [read("cpu.cfs_quota_us"), read("cpu.max")].concat();
+    assert!(
+        cpu == ["150000"] || cpu == ["150000 100000"],
+        "host CPU quota: {cpu:?}"
+    );
+    let up = finish(
+        spawn(
+            root.cmd(&[
+                "update",
+                "--cpu-quota",
+                "50000",
+                "--cpu-period",
+                "100000",
+                id,
+            ])
+            .stdin(Stdio::null()),
+            false,
+        ),
+        None,
+        VM_TIMEOUT,
+    );
+    assert_eq!(up.code, Some(0), "update: {up}");
+    let cpu: Vec<String> = [read("cpu.cfs_quota_us"), read("cpu.max")].concat();
+    assert!(
+        cpu == ["50000"] || cpu == ["50000 100000"],
+        "host CPU quota after update: {cpu:?}"
+    );
+    std::fs::write(b.rootfs().join("done"), "").unwrap();
+    let out = finish(child, None, VM_TIMEOUT);
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(hull_testkit::cgroup_dirs(&rel).is_empty(), "left after run");
+    root.assert_clean(id);
+}
+
+/// A process allocating past `linux.resources.memory.limit` is OOM-killed inside the guest (its
+/// cgroup's memory.events counts it) while the VM lives on; when it is the container's init, the
+/// container ends killed (137), as runc's would.
+#[test]
+fn a_process_past_the_memory_limit_is_oom_killed_in_the_guest() {
+    let root = Root::new();
+    let mut b = Bundle::busybox(&[
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/dev/null bs=64M count=1 2>/dev/null; echo dd=$?; \
+         grep oom_kill /sys/fs/cgroup/memory.events",
+    ]);
+    b.edit(|c| {
+        with_cgroup_ns(c);
+        c["linux"]["resources"]["memory"] = json!({"limit": 32u64 << 20, "swap": 32u64 << 20});
+    });
+    let out = run(&root, &b, "lim-oom", None);
+    assert_eq!(out.code, Some(0), "{out}");
+    let so = out.stdout_str();
+    assert!(
+        so.contains("dd=137"),
+        "dd SIGKILLed by the OOM killer: {out}"
+    );
+    assert!(
+        so.lines()
+            .any(|l| l.starts_with("oom_kill ") && l != "oom_kill 0"),
+        "memory.events counts the OOM kill: {out}"
+    );
+    root.assert_clean("lim-oom");
+
+    let mut b = Bundle::busybox(&["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"]);
+    b.edit(|c| {
+        c["linux"]["resources"]["memory"] = json!({"limit": 32u64 << 20, "swap": 32u64 << 20});
+    });
+    let out = run(&root, &b, "lim-oom-init", None);
+    assert_eq!(out.code, Some(137), "the init OOM-killed: {out}");
+    root.assert_clean("lim-oom-init");
+}

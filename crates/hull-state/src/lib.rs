@@ -18,6 +18,7 @@ use std::fs;
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -245,6 +246,26 @@ impl StateDir {
         }
     }
 
+    /// [`remove`](Self::remove) for an abort that races the rest of its process: another thread
+    /// (or a child) may still be creating files or mounts in the directory, so it is removed
+    /// again until it stays gone (checked once more after a short pause) or `within` passes.
+    pub fn remove_settled(&self, within: Duration) -> Result<(), StateError> {
+        let deadline = Instant::now() + within;
+        loop {
+            let r = self.remove();
+            if !self.dir.exists() {
+                std::thread::sleep(Duration::from_millis(5));
+                if !self.dir.exists() {
+                    return Ok(());
+                }
+            }
+            if Instant::now() >= deadline {
+                return r;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Takes the per-container lock (blocking), released when the guard drops.
     pub fn lock(&self) -> Result<LockGuard, StateError> {
         let p = self.path("lock");
@@ -449,6 +470,31 @@ mod tests {
         std::os::unix::fs::symlink(precious.path(), sd.path("link")).unwrap();
         sd.remove().unwrap();
         assert!(precious.path().join("keep").exists());
+        assert!(!sd.exists());
+    }
+
+    /// An abort races a thread still writing files and subdirectories into the directory
+    /// (`remove_dir` fails with ENOTEMPTY): the settled removal still leaves nothing.
+    #[test]
+    fn remove_settled_outlasts_a_thread_still_writing() {
+        let root = tempfile::tempdir().unwrap();
+        let sd = StateDir::new(root.path(), "c3").unwrap();
+        sd.create().unwrap();
+        let dir = sd.path("");
+        let writer = std::thread::spawn(move || {
+            let mut written = 0;
+            for i in 0..2000 {
+                let ok = std::fs::create_dir(dir.join(format!("d{i}")))
+                    .and_then(|_| std::fs::write(dir.join(format!("d{i}/f")), "x"))
+                    .is_ok();
+                written += usize::from(ok);
+            }
+            written
+        });
+        std::thread::sleep(Duration::from_millis(2));
+        sd.remove_settled(Duration::from_secs(5)).unwrap();
+        let written = writer.join().unwrap();
+        assert!(written > 0, "the writer raced the removal");
         assert!(!sd.exists());
     }
 }

@@ -125,25 +125,21 @@ pub struct Env {
 }
 
 pub fn run(env: &Env, plan: &Plan) -> Outcome {
+    // The testkit's fixtures panic when they cannot be built.
+    let Ok(bundle) = std::panic::catch_unwind(|| Bundle::busybox(&["sleep", "1000"])) else {
+        let mut out = Outcome::default();
+        out.errors.push("could not build the busybox bundle".into());
+        return out;
+    };
     let mut c = Cycle {
         env,
         plan,
         out: Outcome::default(),
-        bundle: None,
+        bundle,
         monitor: None,
         monitor_exit: None,
         vm_pids: Vec::new(),
     };
-    let bundle = std::panic::catch_unwind(|| Bundle::busybox(&["sleep", "1000"]));
-    match bundle {
-        Ok(b) => c.bundle = Some(b),
-        Err(_) => {
-            c.out
-                .errors
-                .push("could not build the busybox bundle".into());
-            return c.out;
-        }
-    }
     let _ = c.lifecycle();
     c.delete_and_check();
     c.out
@@ -153,7 +149,7 @@ struct Cycle<'a> {
     env: &'a Env,
     plan: &'a Plan,
     out: Outcome,
-    bundle: Option<Bundle>,
+    bundle: Bundle,
     /// The pid-file PID.
     monitor: Option<i32>,
     monitor_exit: Option<Exit>,
@@ -166,7 +162,7 @@ struct Stop;
 
 impl Cycle<'_> {
     fn bundle(&self) -> &Path {
-        self.bundle.as_ref().expect("bundle").path()
+        self.bundle.path()
     }
 
     fn id(&self) -> &str {
@@ -231,7 +227,13 @@ impl Cycle<'_> {
         let Some(target) = self.fault_at(p) else {
             return Ok(());
         };
-        let monitor = self.monitor.expect("monitor pid");
+        let Some(monitor) = self.monitor else {
+            return Err(self.error(format!(
+                "no monitor PID to kill {} {}",
+                target.name(),
+                p.name()
+            )));
+        };
         if !self.inject(target, monitor) {
             self.out.notes.push(format!(
                 "no {} to kill {}: fault not injected",
@@ -500,7 +502,10 @@ impl Cycle<'_> {
             .spawn()
             .map_err(|e| self.error(format!("cannot run exec: {e}")))?;
         let (tx, rx) = mpsc::channel();
-        let stdout = child.stdout.take().expect("piped");
+        let Some(stdout) = child.stdout.take() else {
+            kill_child(&mut child);
+            return Err(self.error("exec spawned without a piped stdout"));
+        };
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
@@ -512,7 +517,13 @@ impl Cycle<'_> {
             kill_child(&mut child);
             return Err(self.error("the exec'd process never said ready"));
         }
-        let monitor = self.monitor.expect("monitor pid");
+        let Some(monitor) = self.monitor else {
+            kill_child(&mut child);
+            return Err(self.error(format!(
+                "no monitor PID to kill {} during exec",
+                target.name()
+            )));
+        };
         if !self.inject(target, monitor) {
             kill_child(&mut child);
             return Err(self.error(format!("no {} to kill during exec", target.name())));

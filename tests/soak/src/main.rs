@@ -8,12 +8,14 @@
 //!
 //! The VMs use the environment's `HULL_GUEST_DIR`, `HULL_TEMPLATE_DIR`, ... like the tests.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 mod cycle;
 mod procs;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -183,7 +185,10 @@ fn main() -> Result<()> {
                 out.notes.join("; "),
                 t0.elapsed().as_secs_f64()
             );
-            results.lock().unwrap().push((p.clone(), out));
+            results
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push((p.clone(), out));
         }));
     }
     let mut panicked = 0;
@@ -193,7 +198,7 @@ fn main() -> Result<()> {
         }
     }
 
-    let mut results = std::mem::take(&mut *results.lock().unwrap());
+    let mut results = std::mem::take(&mut *results.lock().unwrap_or_else(PoisonError::into_inner));
     results.sort_by_key(|(p, _)| p.index);
     let count = |t: Target| {
         results

@@ -78,6 +78,8 @@ impl VmDevice for FsShare {
         }
         let listener = crate::monitor::bind(ctx.sd, self.sock)?;
         self.sock_path = Some(ctx.sd.path(self.sock));
+        // QEMU, as the VMM user, connects to it.
+        crate::jail::give(&ctx.sd.path(self.sock))?;
         self.daemon = Some(share::spawn_virtiofsd(
             &ctx.assets.virtiofsd,
             &ctx.sd.path(self.dir),

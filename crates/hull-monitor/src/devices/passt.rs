@@ -137,7 +137,8 @@ impl VmDevice for Passt {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if std::fs::read_to_string(&pid_file).is_ok_and(|s| s.ends_with('\n')) {
-                return Ok(());
+                // QEMU, as the VMM user, connects to it.
+                return crate::jail::give(&ctx.sd.path(SOCK));
             }
             if let Some(status) = daemon.try_wait() {
                 return Err(MonitorError::ChildDied {

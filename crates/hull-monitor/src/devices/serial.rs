@@ -27,6 +27,11 @@ impl VmDevice for Serial {
                 "(no guest console: HULL_GUEST_CONSOLE=off)\n",
             )
             .map_err(MonitorError::sys("write console.log"))?;
+        } else {
+            // QEMU, as the VMM user, appends to it.
+            std::fs::File::create(ctx.sd.console_log())
+                .map_err(MonitorError::sys("create console.log"))?;
+            crate::jail::give(&ctx.sd.console_log())?;
         }
         Ok(())
     }

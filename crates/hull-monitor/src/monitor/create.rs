@@ -28,10 +28,26 @@ impl Monitor {
         let create_timeout =
             CREATE_TIMEOUT + hull_oci::hooks::timeout_of(&bundle.spec, Hooks::create_container);
         let accel = host.accel.accel;
-        match vmm
-            .agent
-            .request(HostRequest::CreateContainer(Box::new(cfg)), create_timeout)
-        {
+        // The guest's create needs the file servers: a backend that dies meanwhile ends the
+        // create at once (the agent's mount or file access would hang until the timeout).
+        let devices = &mut host.devices;
+        let reply = vmm.agent.request_watching(
+            HostRequest::CreateContainer(Box::new(cfg)),
+            create_timeout,
+            || devices.iter_mut().find_map(|d| d.dead_backend()),
+        );
+        let reply = match reply {
+            Ok(r) => r,
+            Err(dead) => {
+                return Err(MonitorError::ChildDied {
+                    program: dead.program,
+                    status: dead.status,
+                    tail: sys::log_tail(&dead.log, 5),
+                    log: dead.log,
+                })
+            }
+        };
+        match reply {
             Ok(_) => {}
             Err(RequestError::Agent(e)) => return Err(create_error(bundle, e)),
             Err(RequestError::Timeout) => {

@@ -142,7 +142,7 @@ pub(crate) struct StateGuard {
 impl Drop for StateGuard {
     fn drop(&mut self) {
         if !self.keep {
-            let _ = self.sd.remove();
+            let _ = self.sd.remove_settled(std::time::Duration::from_secs(1));
         }
     }
 }

@@ -57,7 +57,7 @@ impl Monitor {
             .map(|n| n.get() as u32)
             .unwrap_or(1);
         let plan = VmPlan::from_bundle(&bundle, host_cpus)?;
-        let cgroup = self.join_cgroup(&bundle)?;
+        let cgroup = self.join_cgroup(&bundle, &plan)?;
         if !plan.publish.is_empty() && bundle.network_namespace().is_some() {
             return Err(hull_oci::OciError::Invalid {
                 path: bundle.config_path.clone(),
@@ -204,6 +204,7 @@ impl Monitor {
     fn join_cgroup(
         &self,
         bundle: &Bundle,
+        plan: &VmPlan,
     ) -> Result<Option<crate::cgroup::Membership>, MonitorError> {
         let Some(rel) =
             crate::cgroup::of_bundle(bundle).map_err(|e| hull_oci::OciError::Invalid {
@@ -214,7 +215,14 @@ impl Monitor {
         else {
             return Ok(None);
         };
-        match crate::cgroup::join(&rel) {
+        let resources = bundle
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().as_ref());
+        let guest_mib = u64::from(plan.memory_mib.max(plan.max_memory_mib));
+        let limits = crate::cgroup::HostLimits::for_vm(resources, guest_mib);
+        match crate::cgroup::join(&rel, &limits) {
             Ok(m) => Ok(Some(m)),
             Err(e) => {
                 log::info(&format!(
@@ -344,7 +352,8 @@ fn spawn_signal_thread(
                     for name in wired.lock().unwrap_or_else(|e| e.into_inner()).iter() {
                         let _ = hull_net::host::detach(name);
                     }
-                    let _ = sd.remove();
+                    // The main thread may still be creating files or mounts there.
+                    let _ = sd.remove_settled(std::time::Duration::from_secs(2));
                     std::process::exit(128 + sig);
                 }
                 let _ = events.send(Event::Signal(sig));

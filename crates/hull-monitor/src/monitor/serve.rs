@@ -32,7 +32,10 @@ impl Monitor {
         self.prepare_init_stdio(vm)?;
         // exec, kill, ps, stats reach `run` containers too, as with runc.
         let ctl = bind(&host.sd, "ctl.sock")?;
-        control::serve(ctl, host.ev_tx.clone());
+        control::serve(ctl, host.ev_tx.clone()).map_err(|source| MonitorError::Sys {
+            what: "starting the control socket's thread".into(),
+            source,
+        })?;
         match self.opts.mode {
             Mode::Run => {
                 self.start_init(vm, &host.sd, state, &host.abortable, &gone)?;
@@ -193,7 +196,7 @@ impl Monitor {
                         return Ok(Some(status));
                     }
                 }
-                Event::Signal(_) | Event::Agent(_) => {}
+                Event::Signal(_) | Event::Agent(..) => {}
                 Event::Disconnected(_) => {
                     self.vm_gone();
                     return Err(gone("waiting for start"));
@@ -215,17 +218,23 @@ impl Monitor {
                 return Err(MonitorError::Agent("event channel closed".into()));
             };
             match ev {
-                Event::Agent(AgentEvent::Exited {
-                    exec_id: 0,
-                    status,
-                    exited_ns,
-                }) => {
+                Event::Agent(
+                    AgentEvent::Exited {
+                        exec_id: 0,
+                        status,
+                        exited_ns,
+                    },
+                    _,
+                ) => {
                     self.timings.guest_process_exited_ms = ns_to_ms(exited_ns);
                     return Ok(status);
                 }
-                Event::Agent(AgentEvent::Exited {
-                    exec_id, status, ..
-                }) => {
+                Event::Agent(
+                    AgentEvent::Exited {
+                        exec_id, status, ..
+                    },
+                    _,
+                ) => {
                     if self.member_exited(vm, exec_id, status) {
                         continue;
                     }
@@ -366,12 +375,19 @@ impl Monitor {
             }
             CtlRequest::Stats => stats_reply(vm),
             CtlRequest::Update { resources } => {
+                let host = crate::cgroup::HostLimits::for_update(&resources);
                 let req = HostRequest::UpdateResources {
                     container: None,
                     resources,
                 };
                 match vm.agent.request(req, REQUEST_TIMEOUT) {
-                    Ok(_) => CtlReply::Ok,
+                    Ok(_) => match state.cgroup.as_deref() {
+                        Some(rel) => match crate::cgroup::set_limits(rel, &host) {
+                            Ok(()) => CtlReply::Ok,
+                            Err(e) => err(format!("the host cgroup's limits: {e}")),
+                        },
+                        None => CtlReply::Ok,
+                    },
                     Err(e) => err(request_error_text(e)),
                 }
             }

@@ -37,6 +37,10 @@ impl Monitor {
     pub(super) fn start_vmm(&mut self, host: &mut Host) -> Result<Vmm, MonitorError> {
         let agent_listener = bind(&host.sd, "agent.sock")?;
         let qmp_listener = bind(&host.sd, "qmp.sock")?;
+        // QEMU (the VMM user, see `jail`) connects to both, from the state directory.
+        crate::jail::let_in(&host.sd.dir)?;
+        crate::jail::give(&host.sd.path("agent.sock"))?;
+        crate::jail::give(&host.sd.path("qmp.sock"))?;
         let mut qcmd = self.qemu_command(host);
         let lease = self.template_lease(host, &mut qcmd);
         log::debug(&format!(
@@ -337,6 +341,11 @@ pub(crate) fn spawn_qemu(
     for fd in fds {
         sys::inherit_fd(&mut cmd, *fd);
     }
+    match crate::jail::vmm_user() {
+        Some(user) => crate::jail::run_as(&mut cmd, user, &crate::jail::capabilities(q)),
+        None => log::debug("QEMU runs as root"),
+    }
+    // After the change of user, which would clear it.
     sys::kill_with_parent(&mut cmd);
     if clone {
         crate::qemu_filter::keep_template_file(&mut cmd)?;

@@ -168,7 +168,8 @@ fn hello(agent: &UnixStream, timeout: Duration) -> Result<(), MonitorError> {
             version: PROTOCOL_VERSION,
         },
     };
-    let json = serde_json::to_vec(&msg).expect("request serializes");
+    let json = serde_json::to_vec(&msg)
+        .map_err(|e| MonitorError::Agent(format!("the hello request does not serialize: {e}")))?;
     FrameWriter::new(agent).write_control(&json)?;
     agent
         .set_read_timeout(Some(timeout))

@@ -326,8 +326,9 @@ fn rebuild(
         inputs: inputs(clone_cmd),
         ..meta
     };
-    let json = serde_json::to_vec_pretty(&meta).expect("meta serializes");
-    let written = std::fs::write(work.join("meta.json"), json)
+    let written = serde_json::to_vec_pretty(&meta)
+        .map_err(std::io::Error::other)
+        .and_then(|json| std::fs::write(work.join("meta.json"), json))
         .and_then(|_| std::fs::rename(&work, &t.dir))
         .map_err(MonitorError::sys(format!("install {}", t.dir.display())));
     if let Err(e) = written {

@@ -83,7 +83,8 @@ fn delete_container(ctx: &Ctx, container_id: &str, force: bool) -> Result<i32> {
             }
         }
     }
-    sd.remove()?;
+    // A killed monitor's QEMU and backends may still be exiting (PDEATHSIG).
+    sd.remove_settled(Duration::from_secs(2))?;
     // The console log a monitor kept for its error message (its VM died) goes with the rest.
     let _ = std::fs::remove_file(hull_monitor::kept_console(container_id));
     // poststop hooks run after the container is gone; failures are warnings (runtime-spec).

@@ -11,19 +11,47 @@ use anyhow::{anyhow, Context, Result};
 use hull_monitor::control::{CtlClient, CtlReply, CtlRequest};
 use hull_monitor::tty;
 use hull_state::Status;
-use oci_spec::runtime::Process;
+use oci_spec::runtime::{Capabilities, Capability, ExecCPUAffinityBuilder, Process};
 
+use super::CodedError;
 use crate::Ctx;
 
-pub fn exec(ctx: &Ctx, a: liboci_cli::Exec) -> Result<i32> {
+/// runc's `exec` flags, and `--cpu-affinity`.
+#[derive(clap::Args, Debug)]
+pub struct ExecArgs {
+    /// CPUs the process runs on once it is in the container (a list such as `0-1,3`): its
+    /// `execCPUAffinity.final`, overriding the process file's and config.json's
+    #[arg(long = "cpu-affinity", value_name = "CPUS")]
+    pub cpu_affinity: Option<String>,
+    #[command(flatten)]
+    pub base: liboci_cli::Exec,
+}
+
+pub fn exec(ctx: &Ctx, args: ExecArgs) -> Result<i32> {
+    let a = &args.base;
     super::refuse_preserved_fds(a.preserve_fds)?;
+    refuse_sub_cgroup(a)?;
     let (sd, st) = super::load(ctx, &a.container_id)?;
-    if st.status != Status::Running {
-        return Err(anyhow!(
-            "cannot exec in a stopped or not yet started container: container not running"
-        ));
+    match st.status {
+        Status::Running if st.paused => {
+            return Err(anyhow!(
+                "cannot exec in a paused container{}: its VM's vCPUs are stopped, resume it \
+                 first",
+                if a.ignore_paused {
+                    " (--ignore-paused cannot apply: nothing runs in a paused VM to start it)"
+                } else {
+                    ""
+                }
+            ))
+        }
+        Status::Running => {}
+        _ => {
+            return Err(anyhow!(
+                "cannot exec in a stopped or not yet started container: container not running"
+            ))
+        }
     }
-    let process = build_process(&a, &st.bundle)?;
+    let process = build_process(a, &st.bundle, args.cpu_affinity.as_deref())?;
     let terminal = process.terminal().unwrap_or(false);
 
     // A terminal: a pty pair, master to the engine, slave to the monitor.
@@ -129,20 +157,72 @@ fn wait_exit(
     }
 }
 
-/// The process to run: `--process FILE`, or the container's process with the command line
-/// and flags applied (runc's behaviour).
-fn build_process(a: &liboci_cli::Exec, bundle: &Path) -> Result<Process> {
-    if let Some(p) = &a.process {
-        let text =
-            std::fs::read(p).with_context(|| format!("read process file {}", p.display()))?;
-        return serde_json::from_slice(&text)
-            .with_context(|| format!("{}: not a valid OCI process", p.display()));
+/// `--cgroup` (exec into a sub-cgroup of the container's) is refused, never ignored: the
+/// container's cgroups are in its VM and the agent puts an exec'd process in the container's own.
+fn refuse_sub_cgroup(a: &liboci_cli::Exec) -> Result<()> {
+    match &a.cgroup {
+        None => Ok(()),
+        Some(c) => Err(CodedError {
+            code: 3,
+            message: format!(
+                "--cgroup {c}: an exec'd process joins the container's cgroup in its VM; \
+                 sub-cgroups are not supported"
+            ),
+        }
+        .into()),
     }
+}
+
+/// The process to run: `--process FILE`, or the container's process with the command line
+/// and flags applied (runc's behaviour). A process without its own `execCPUAffinity` gets
+/// config.json's (as crun does); `--cpu-affinity` overrides both.
+fn build_process(
+    a: &liboci_cli::Exec,
+    bundle: &Path,
+    cpu_affinity: Option<&str>,
+) -> Result<Process> {
+    let spec = hull_oci::read_spec(&bundle.join("config.json"))?;
+    let mut p = match &a.process {
+        Some(file) => read_process_file(file)?,
+        None => from_flags(a, spec.process().clone().unwrap_or_default())?,
+    };
+    let config_affinity = spec
+        .process()
+        .as_ref()
+        .and_then(|c| c.exec_cpu_affinity().clone());
+    if p.exec_cpu_affinity().is_none() {
+        p.set_exec_cpu_affinity(config_affinity);
+    }
+    if let Some(cpus) = cpu_affinity {
+        let aff = ExecCPUAffinityBuilder::default()
+            .cpu_affinity_final(cpus)
+            .build()
+            .map_err(|e| CodedError {
+                code: 3,
+                message: format!("--cpu-affinity {cpus:?}: {e}"),
+            })?;
+        p.set_exec_cpu_affinity(Some(aff));
+    }
+    Ok(p)
+}
+
+fn read_process_file(file: &Path) -> Result<Process> {
+    let text =
+        std::fs::read(file).with_context(|| format!("read process file {}", file.display()))?;
+    serde_json::from_slice(&text).map_err(|e| {
+        CodedError {
+            code: 3,
+            message: format!("{}: not a valid OCI process: {e}", file.display()),
+        }
+        .into()
+    })
+}
+
+/// The container's process with runc's exec flags applied.
+fn from_flags(a: &liboci_cli::Exec, mut p: Process) -> Result<Process> {
     if a.command.is_empty() {
         return Err(anyhow!("exec needs a command (or --process)"));
     }
-    let spec = hull_oci::read_spec(&bundle.join("config.json"))?;
-    let mut p = spec.process().clone().unwrap_or_default();
     p.set_args(Some(a.command.clone()));
     p.set_terminal(Some(a.tty));
     p.set_console_size(None);
@@ -166,5 +246,47 @@ fn build_process(a: &liboci_cli::Exec, bundle: &Path) -> Result<Process> {
     if a.no_new_privs {
         p.set_no_new_privileges(Some(true));
     }
+    if let Some(profile) = &a.apparmor {
+        p.set_apparmor_profile(Some(profile.clone()));
+    }
+    if let Some(label) = &a.process_label {
+        p.set_selinux_label(Some(label.clone()));
+    }
+    add_caps(&mut p, &a.cap)?;
     Ok(p)
+}
+
+/// runc's `exec --cap`: each capability joins the bounding, effective and permitted sets (and
+/// the ambient one when the process has inheritable capabilities).
+fn add_caps(p: &mut Process, caps: &[String]) -> Result<()> {
+    if caps.is_empty() {
+        return Ok(());
+    }
+    let mut set = p.capabilities().clone().unwrap_or_default();
+    for name in caps {
+        let upper = name.to_ascii_uppercase();
+        let full = if upper.starts_with("CAP_") {
+            upper
+        } else {
+            format!("CAP_{upper}")
+        };
+        // The spec's spelling (`CAP_SYS_TIME`) is the enum's serde name.
+        let cap: Capability = serde_json::from_value(full.into()).map_err(|_| CodedError {
+            code: 3,
+            message: format!("--cap {name}: not a capability"),
+        })?;
+        let add = |s: &Option<Capabilities>| {
+            let mut s = s.clone().unwrap_or_default();
+            s.insert(cap);
+            Some(s)
+        };
+        set.set_bounding(add(set.bounding()));
+        set.set_effective(add(set.effective()));
+        set.set_permitted(add(set.permitted()));
+        if set.inheritable().as_ref().is_some_and(|i| !i.is_empty()) {
+            set.set_ambient(add(set.ambient()));
+        }
+    }
+    p.set_capabilities(Some(set));
+    Ok(())
 }

@@ -24,10 +24,17 @@ pub fn features(_ctx: &Ctx, _a: liboci_cli::Features) -> Result<i32> {
         "mountOptions": [
             "bind", "rbind", "ro", "rw", "nosuid", "suid", "nodev", "dev", "noexec", "exec",
             "sync", "async", "relatime", "norelatime", "strictatime", "noatime", "atime",
-            "private", "rprivate", "slave", "rslave", "shared", "rshared", "remount"
+            "private", "rprivate", "slave", "rslave", "shared", "rshared", "unbindable",
+            "runbindable", "remount", "nosymfollow", "symfollow",
+            // Recursive attributes, with mount_setattr(2) and AT_RECURSIVE.
+            "rro", "rrw", "rnosuid", "rsuid", "rnodev", "rdev", "rnoexec", "rexec",
+            "rnodiratime", "rdiratime", "rrelatime", "rnorelatime", "rnoatime", "ratime",
+            "rstrictatime", "rnostrictatime", "rnosymfollow", "rsymfollow"
         ],
         "linux": {
-            "namespaces": ["mount", "pid", "uts", "ipc", "network", "cgroup"],
+            // In the guest; a user namespace with linux.uidMappings/gidMappings, a time
+            // namespace with linux.timeOffsets (crates/hull-agent/src/userns.rs).
+            "namespaces": ["mount", "pid", "uts", "ipc", "network", "cgroup", "user", "time"],
             "capabilities": caps(),
             // linux.resources go into the container's cgroup v2 in the guest
             // (crates/hull-agent/src/cgroup.rs); what the guest kernel cannot do is refused.
@@ -71,6 +78,7 @@ pub fn features(_ctx: &Ctx, _a: liboci_cli::Features) -> Result<i32> {
             hull_oci::publish::ANNOTATION_PUBLISH: "ports published on user-mode networking (no network namespace in the spec): [IP:]HOST:CONTAINER[/tcp|udp], comma-separated",
             "io.github.hull.network": "the network namespace's interfaces are wired into the VM (tap + tc mirred); no network namespace = QEMU user-mode networking",
             "io.github.hull.foreign-architectures": foreign(),
+            "io.github.hull.process": "applied in the guest: linux.personality (domain; flags refused), process.scheduler, process.ioPriority, process.execCPUAffinity (exec), oomScoreAdj, rlimits, linux.sysctl, domainname; ID-mapped mounts (idmap, mount uidMappings) refused (exit 3)",
             "io.github.hull.pods": "a container joining a running hull container's network namespace runs in its VM",
             "io.github.hull.resources": "enforced in the guest's cgroup v2 (one per container, seen as / with a cgroup namespace): memory limit/reservation/swap, pids limit, cpu shares/quota/period/burst/idle/cpus/mems, unified; refused (create fails, exit 3): disableOOMKiller, realtime CPU, blockIO (the guest kernel has no io.weight, the VM no block devices), hugepageLimits (no hugetlb controller), rdma, network; devices: not filtered (the VM's devices are the agent's)"
         }
