@@ -58,7 +58,16 @@ done
 if [ ${#missing[@]} -gt 0 ] || [ -n "${added_arch:-}" ]; then
   echo "setup: installing ${missing[*]}"
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  # QEMU's packages move in lockstep: a qemu-utils of another release (some images carry one
+  # from backports, which Breaks Debian's qemu-system-common) is aligned with qemu-system-x86.
+  qemu_v=$(apt-cache policy qemu-system-x86 | awk '/Candidate:/{print $2}')
+  utils_v=$(dpkg-query -W -f='${Version}' qemu-utils 2>/dev/null || true)
+  if [ -n "$utils_v" ] && [ -n "$qemu_v" ] && [ "$utils_v" != "$qemu_v" ] \
+      && ! dpkg-query -W -f='${Status}' qemu-system-x86 2>/dev/null | grep -q "install ok installed"; then
+    echo "setup: qemu-utils $utils_v does not match qemu-system-x86 $qemu_v: installing qemu-utils=$qemu_v"
+    missing+=("qemu-utils=$qemu_v")
+  fi
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --allow-downgrades "${missing[@]}" >/dev/null
 fi
 
 # Foreign kernels (system mode) build in the background meanwhile: the steps below leave cores
