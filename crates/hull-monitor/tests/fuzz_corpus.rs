@@ -2,35 +2,12 @@
 //! README "Fuzzing") through the same function the target runs, and checks the bounds of the
 //! control socket's request line.
 
-use std::path::{Path, PathBuf};
-
 use hull_monitor::control::fuzzing::control;
 use hull_monitor::control::{parse_request, CtlRequest, RequestLine, MAX_REQUEST_LEN};
 
-/// The files of `fuzz/corpus/<target>`: the test fails, naming the directory, when it is
-/// missing or empty (a replay of nothing must not pass).
-fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fuzz/corpus")
-        .join(target);
-    let entries = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("fuzz corpus {} missing: {e}", dir.display()));
-    let mut files: Vec<(PathBuf, Vec<u8>)> = entries
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
-        .map(|p| {
-            let b = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-            (p, b)
-        })
-        .collect();
-    assert!(!files.is_empty(), "fuzz corpus {} is empty", dir.display());
-    files.sort();
-    files
-}
-
 #[test]
 fn control_json_corpus_replays() {
-    let files = corpus("control_json");
+    let files = hull_testkit::fuzz_corpus("control_json");
     let mut parsed = 0;
     for (path, bytes) in &files {
         match std::panic::catch_unwind(|| control(bytes)) {

@@ -1,30 +1,7 @@
 //! Replays the corpus of the `config_plan` fuzz target (`fuzz/corpus/config_plan/`, see README
 //! "Fuzzing") through the same function the target runs.
 
-use std::path::{Path, PathBuf};
-
 use hull_oci::fuzzing::{config_plan, HOST_CPUS};
-
-/// The files of `fuzz/corpus/<target>`: the test fails, naming the directory, when it is
-/// missing or empty (a replay of nothing must not pass).
-fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fuzz/corpus")
-        .join(target);
-    let entries = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("fuzz corpus {} missing: {e}", dir.display()));
-    let mut files: Vec<(PathBuf, Vec<u8>)> = entries
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
-        .map(|p| {
-            let b = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-            (p, b)
-        })
-        .collect();
-    assert!(!files.is_empty(), "fuzz corpus {} is empty", dir.display());
-    files.sort();
-    files
-}
 
 fn bundle() -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
@@ -36,7 +13,7 @@ fn bundle() -> tempfile::TempDir {
 fn config_plan_corpus_replays() {
     let d = bundle();
     let dir = d.path().canonicalize().unwrap();
-    let files = corpus("config_plan");
+    let files = hull_testkit::fuzz_corpus("config_plan");
     let mut plans = 0;
     for (path, bytes) in &files {
         let r = std::panic::catch_unwind(|| config_plan(&dir, bytes));

@@ -5,7 +5,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use hull_protocol::fuzzing;
 use hull_protocol::{
@@ -54,30 +54,9 @@ fn peak_alloc<T>(f: impl FnOnce() -> T) -> (T, usize) {
     (r, PEAK.with(Cell::get) - base)
 }
 
-/// The files of `fuzz/corpus/<target>`: the test fails, naming the directory, when it is
-/// missing or empty (a replay of nothing must not pass).
-fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fuzz/corpus")
-        .join(target);
-    let entries = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("fuzz corpus {} missing: {e}", dir.display()));
-    let mut files: Vec<(PathBuf, Vec<u8>)> = entries
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
-        .map(|p| {
-            let b = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-            (p, b)
-        })
-        .collect();
-    assert!(!files.is_empty(), "fuzz corpus {} is empty", dir.display());
-    files.sort();
-    files
-}
-
 /// Runs `f` on each file; a panic fails the test naming the file.
 fn replay(target: &str, mut f: impl FnMut(&Path, &[u8])) -> usize {
-    let files = corpus(target);
+    let files = hull_testkit::fuzz_corpus(target);
     for (path, bytes) in &files {
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(path, bytes)));
         if r.is_err() {

@@ -23,6 +23,29 @@ pub fn workspace_root() -> PathBuf {
         .expect("workspace root")
 }
 
+/// The files of `fuzz/corpus/<target>` (the fuzz targets' kept corpus, replayed as regression
+/// tests), sorted by path. Panics, naming the directory, when it is missing or empty: a replay
+/// of nothing must not pass.
+pub fn fuzz_corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
+    let dir = workspace_root().join("fuzz/corpus").join(target);
+    let entries = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("fuzz corpus {} missing: {e}", dir.display()));
+    let mut files: Vec<(PathBuf, Vec<u8>)> = entries
+        .map(|e| {
+            e.unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+                .path()
+        })
+        .filter(|p| p.is_file())
+        .map(|p| {
+            let b = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            (p, b)
+        })
+        .collect();
+    assert!(!files.is_empty(), "fuzz corpus {} is empty", dir.display());
+    files.sort();
+    files
+}
+
 /// Path of a hull binary under test: `$HULL_BIN_DIR/<name>` if set, else the workspace's
 /// `target/debug/<name>` (cargo builds it before integration tests of the crate that owns it).
 pub fn hull_bin(name: &str) -> PathBuf {
