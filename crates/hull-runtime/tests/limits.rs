@@ -7,8 +7,9 @@ mod common;
 
 use std::process::Stdio;
 
-use common::{finish, run, run_cmd, spawn, wait_status, Bundle, Root, VM_TIMEOUT};
-use hull_testkit::wait::wait_for;
+use common::{
+    exec_sh, finish, run, run_cmd, spawn, wait_ready, wait_status, Bundle, Root, VM_TIMEOUT,
+};
 use serde_json::{json, Value};
 
 /// The spec with a cgroup namespace added to runc's default ones.
@@ -40,19 +41,12 @@ fn pids_limit_stops_a_fork_loop_and_exec_joins_the_cgroup() {
     let mut cmd = run_cmd(&root, &b, "lim-pids");
     let child = spawn(&mut cmd, false);
     wait_status(&root, "lim-pids", "running");
-    let ready = b.rootfs().join("ready");
-    wait_for("the fork loop to end", VM_TIMEOUT, || {
-        ready.exists().then_some(())
-    });
-    let mut exec = root.cmd(&[
-        "exec",
+    wait_ready(&b, "the fork loop to end");
+    let ex = exec_sh(
+        &root,
         "lim-pids",
-        "sh",
-        "-c",
         "cat /proc/self/cgroup; wc -l < /sys/fs/cgroup/cgroup.procs; touch /done",
-    ]);
-    let ex = finish(spawn(&mut exec, false), None, VM_TIMEOUT);
-    assert_eq!(ex.code, Some(0), "exec: {ex}");
+    );
     let exo = ex.stdout_str();
     let lines: Vec<&str> = exo.lines().collect();
     assert_eq!(

@@ -8,8 +8,7 @@ mod common;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
-use common::{finish, run, run_cmd, spawn, wait_status, Bundle, Root, VM_TIMEOUT};
-use hull_testkit::wait::wait_for;
+use common::{exec_sh, finish, run, run_until_ready, spawn, Bundle, Root, VM_TIMEOUT};
 use serde_json::json;
 
 fn chown_tree(path: &std::path::Path, id: u32) {
@@ -60,21 +59,8 @@ fn user_namespace_maps_the_containers_root_to_an_unprivileged_host_id() {
             "destination": "/vol", "type": "bind", "source": volume, "options": ["rbind", "rw"]
         }));
     });
-    let child = spawn(&mut run_cmd(&root, &b, id), false);
-    wait_status(&root, id, "running");
-    let ready = b.rootfs().join("ready");
-    wait_for("the container to be ready", VM_TIMEOUT, || {
-        ready.exists().then_some(())
-    });
-    let mut exec = root.cmd(&[
-        "exec",
-        id,
-        "sh",
-        "-c",
-        "cat /proc/self/uid_map; id -u; touch /done",
-    ]);
-    let ex = finish(spawn(&mut exec, false), None, VM_TIMEOUT);
-    assert_eq!(ex.code, Some(0), "exec: {ex}");
+    let child = run_until_ready(&root, &b, id);
+    let ex = exec_sh(&root, id, "cat /proc/self/uid_map; id -u; touch /done");
     let exo = ex.stdout_str();
     let words: Vec<&str> = exo.split_whitespace().collect();
     assert_eq!(words, ["0", "100000", "65536", "0"], "exec: {ex}");
@@ -124,21 +110,8 @@ fn time_namespace_offsets_move_the_containers_clocks() {
             "monotonic": {"secs": 86400}
         });
     });
-    let child = spawn(&mut run_cmd(&root, &b, id), false);
-    wait_status(&root, id, "running");
-    let ready = b.rootfs().join("ready");
-    wait_for("the container to be ready", VM_TIMEOUT, || {
-        ready.exists().then_some(())
-    });
-    let mut exec = root.cmd(&[
-        "exec",
-        id,
-        "sh",
-        "-c",
-        "cut -d. -f1 /proc/uptime; touch /done",
-    ]);
-    let ex = finish(spawn(&mut exec, false), None, VM_TIMEOUT);
-    assert_eq!(ex.code, Some(0), "exec: {ex}");
+    let child = run_until_ready(&root, &b, id);
+    let ex = exec_sh(&root, id, "cut -d. -f1 /proc/uptime; touch /done");
     let out = finish(child, None, VM_TIMEOUT);
     assert_eq!(out.code, Some(0), "{out}");
     for (who, text) in [("init", out.stdout_str()), ("exec", ex.stdout_str())] {
@@ -237,12 +210,7 @@ fn personality_scheduler_io_priority_and_exec_cpu_affinity() {
         // For exec'd processes only: the init keeps every CPU.
         c["process"]["execCPUAffinity"] = json!({"final": "0"});
     });
-    let child = spawn(&mut run_cmd(&root, &b, id), false);
-    wait_status(&root, id, "running");
-    let ready = b.rootfs().join("ready");
-    wait_for("the container to be ready", VM_TIMEOUT, || {
-        ready.exists().then_some(())
-    });
+    let child = run_until_ready(&root, &b, id);
     exec_flags(&root, id);
     let process = json!({
         "cwd": "/", "user": {"uid": 0, "gid": 0},

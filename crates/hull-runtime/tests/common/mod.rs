@@ -225,6 +225,30 @@ pub fn run(root: &Root, bundle: &Bundle, id: &str, input: Option<&[u8]>) -> Out 
     finish(spawn(&mut c, input.is_some()), input, VM_TIMEOUT)
 }
 
+/// Waits until the container's process announces itself by creating `/ready` in its rootfs
+/// (seen on the host through the shared rootfs).
+pub fn wait_ready(bundle: &Bundle, what: &str) {
+    let ready = bundle.rootfs().join("ready");
+    wait_for(what, VM_TIMEOUT, || ready.exists().then_some(()));
+}
+
+/// Spawns `hull-runtime run` on `bundle` as container `id` and waits until it is running and
+/// its process has created `/ready`.
+pub fn run_until_ready(root: &Root, bundle: &Bundle, id: &str) -> Child {
+    let child = spawn(&mut run_cmd(root, bundle, id), false);
+    wait_status(root, id, "running");
+    wait_ready(bundle, "the container to be ready");
+    child
+}
+
+/// `hull-runtime exec ID sh -c SCRIPT`, which must exit 0.
+pub fn exec_sh(root: &Root, id: &str, script: &str) -> Out {
+    let mut exec = root.cmd(&["exec", id, "sh", "-c", script]);
+    let ex = finish(spawn(&mut exec, false), None, VM_TIMEOUT);
+    assert_eq!(ex.code, Some(0), "exec: {ex}");
+    ex
+}
+
 /// Sends SIGTERM to a spawned runtime.
 pub fn terminate(child: &Child) {
     let st = Command::new("kill")
