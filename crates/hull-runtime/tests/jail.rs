@@ -6,9 +6,8 @@
 mod common;
 
 use std::path::Path;
-use std::process::Stdio;
 
-use common::{Bundle, Root, VM_TIMEOUT};
+use common::{create_detached, Bundle, Root, VM_TIMEOUT};
 use serde_json::json;
 
 /// A host file outside every bundle and volume (absolute path the guest tries), one per test.
@@ -133,20 +132,7 @@ fn jail(id: &str, template: bool) {
         c["annotations"] = json!({"org.hull.vm.template": if template { "on" } else { "off" }});
     });
 
-    let pid_file = b.path().join("pid");
-    let st = root
-        .cmd(&["create", "--pid-file"])
-        .arg(&pid_file)
-        .arg("--bundle")
-        .arg(b.path())
-        .arg(id)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(b.path().join("create.out")).unwrap())
-        .stderr(std::fs::File::create(b.path().join("create.err")).unwrap())
-        .status()
-        .unwrap();
-    let err = std::fs::read_to_string(b.path().join("create.err")).unwrap_or_default();
-    assert!(st.success(), "create: {err}");
+    let monitor = create_detached(&root, &b, id);
     let out = root.cmd(&["start", id]).output().unwrap();
     assert!(out.status.success(), "start: {out:?}");
     let done = vol.path().join("done");
@@ -155,11 +141,6 @@ fn jail(id: &str, template: bool) {
     });
 
     // The VMM's processes, while the VM runs.
-    let monitor: u32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
     let procs = descendants(monitor);
     let qemu: Vec<u32> = procs
         .iter()

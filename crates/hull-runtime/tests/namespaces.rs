@@ -4,9 +4,7 @@
 
 mod common;
 
-use std::process::Stdio;
-
-use common::{Bundle, Root};
+use common::{create_detached, Bundle, Root};
 use serde_json::json;
 
 fn ns(pid: &str, kind: &str) -> String {
@@ -27,22 +25,8 @@ fn the_pid_file_pid_holds_the_specs_ipc_uts_and_cgroup_namespaces() {
             {"type": "cgroup"}
         ]);
     });
-    let pid_file = b.path().join("pid");
-    let st = root
-        .cmd(&["create", "--pid-file"])
-        .arg(&pid_file)
-        .arg("--bundle")
-        .arg(b.path())
-        .arg("n")
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(b.path().join("out")).unwrap())
-        .stderr(std::fs::File::create(b.path().join("err")).unwrap())
-        .status()
-        .unwrap();
-    let err = std::fs::read_to_string(b.path().join("err")).unwrap_or_default();
-    assert!(st.success(), "create: {err}");
-    let pid = std::fs::read_to_string(&pid_file).unwrap();
-    let pid = pid.trim();
+    let pid = create_detached(&root, &b, "n").to_string();
+    let pid = pid.as_str();
     for kind in ["ipc", "uts", "cgroup"] {
         assert_ne!(ns(pid, kind), ns("self", kind), "{kind} namespace of {pid}");
     }

@@ -249,6 +249,31 @@ pub fn exec_sh(root: &Root, id: &str, script: &str) -> Out {
     ex
 }
 
+/// `hull-runtime create --pid-file` of `bundle` as container `id`, detached (its output goes to
+/// `create.out`/`create.err` in the bundle, so no pipe is held open by the monitor); asserts
+/// success and returns the pid-file PID (hull's monitor).
+pub fn create_detached(root: &Root, bundle: &Bundle, id: &str) -> u32 {
+    let pid_file = bundle.path().join("pid");
+    let file = |name: &str| std::fs::File::create(bundle.path().join(name)).expect(name);
+    let st = root
+        .cmd(&["create", "--pid-file"])
+        .arg(&pid_file)
+        .arg("--bundle")
+        .arg(bundle.path())
+        .arg(id)
+        .stdin(Stdio::null())
+        .stdout(file("create.out"))
+        .stderr(file("create.err"))
+        .status()
+        .expect("run hull-runtime create");
+    let err = std::fs::read_to_string(bundle.path().join("create.err")).unwrap_or_default();
+    assert!(st.success(), "create {id}: {err}");
+    let pid = std::fs::read_to_string(&pid_file).expect("the pid file");
+    pid.trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("pid file {pid:?}: {e}"))
+}
+
 /// Sends SIGTERM to a spawned runtime.
 pub fn terminate(child: &Child) {
     let st = Command::new("kill")
