@@ -115,10 +115,13 @@ fn action(a: LinuxSeccompAction, errno: Option<u32>, field: &str) -> Result<Secc
         ScmpActTrap => SeccompAction::Trap,
         ScmpActLog => SeccompAction::Log,
         ScmpActNotify | ScmpActTrace => {
-            return Err(Error::msg(format!(
-                "{field}: {a} is not supported by hull (supported: {})",
-                ACTIONS.join(", ")
-            )))
+            return Err(refuse(
+                field,
+                format!(
+                    "{a} is not supported by hull (supported: {})",
+                    ACTIONS.join(", ")
+                ),
+            ))
         }
     })
 }
@@ -142,14 +145,14 @@ fn condition(arg: &LinuxSeccompArg, field: &str) -> Result<SeccompCondition> {
         .ok()
         .filter(|i| *i < 6)
         .ok_or_else(|| {
-            Error::msg(format!(
-                "{field}.index: {} is not a system call argument (0 to 5)",
-                arg.index()
-            ))
+            refuse(
+                format!("{field}.index"),
+                format!("{} is not a system call argument (0 to 5)", arg.index()),
+            )
         })?;
     // 64-bit comparisons, as libseccomp does on 64-bit architectures.
     SeccompCondition::new(index, SeccompCmpArgLen::Qword, op, value)
-        .map_err(|e| Error::msg(format!("{field}: {e}")))
+        .map_err(|e| refuse(field, e.to_string()))
 }
 
 /// The rules of one `syscalls[]` entry's args: all conditions must hold (one rule); like runc,
@@ -170,7 +173,7 @@ fn rules(args: &[LinuxSeccompArg], field: &str) -> Result<Vec<SeccompRule>> {
         std::mem::replace(&mut seen[i], true)
     });
     let rule = |c: Vec<SeccompCondition>| {
-        SeccompRule::new(c).map_err(|e| Error::msg(format!("{field}.args: {e}")))
+        SeccompRule::new(c).map_err(|e| refuse(format!("{field}.args"), e.to_string()))
     };
     if repeated {
         conds.into_iter().map(|c| rule(vec![c])).collect()
@@ -200,10 +203,10 @@ impl Profile {
     fn new(s: &LinuxSeccomp) -> Result<Self> {
         const F: &str = "linux.seccomp";
         if let Some(p) = s.listener_path() {
-            return Err(Error::msg(format!(
-                "{F}.listenerPath ({}): seccomp notify is not supported by hull",
-                p.display()
-            )));
+            return Err(refuse(
+                format!("{F}.listenerPath"),
+                format!("{}: seccomp notify is not supported by hull", p.display()),
+            ));
         }
         #[cfg(target_arch = "x86_64")]
         if let Some(archs) = s.architectures() {
@@ -215,9 +218,10 @@ impl Profile {
                     .iter()
                     .any(|a| matches!(a, Arch::ScmpArchX86_64 | Arch::ScmpArchNative))
             {
-                return Err(Error::msg(format!(
-                    "{F}.architectures: {archs:?} does not include SCMP_ARCH_X86_64, the guest's"
-                )));
+                return Err(refuse(
+                    format!("{F}.architectures"),
+                    format!("{archs:?} does not include SCMP_ARCH_X86_64, the guest's"),
+                ));
             }
         }
         let mut flags = 0;
@@ -229,9 +233,10 @@ impl Profile {
                     SECCOMP_FILTER_FLAG_SPEC_ALLOW
                 }
                 other => {
-                    return Err(Error::msg(format!(
-                        "{F}.flags: {other} is not supported by hull"
-                    )))
+                    return Err(refuse(
+                        format!("{F}.flags"),
+                        format!("{other} is not supported by hull"),
+                    ))
                 }
             };
         }
@@ -274,10 +279,10 @@ impl Profile {
     fn compile(self) -> Result<Vec<BpfProgram>> {
         let arch = guest::ARCH;
         let compile = |rules, mismatch: SeccompAction, matched: SeccompAction| {
-            let what = format!("linux.seccomp: the filter for {matched:?}");
+            let what = format!("the filter for {matched:?}");
             SeccompFilter::new(rules, mismatch, matched, arch)
                 .and_then(BpfProgram::try_from)
-                .map_err(|e| Error::msg(format!("{what}: {e}")))
+                .map_err(|e| refuse("linux.seccomp", format!("{what}: {e}")))
         };
         let mut programs = arch_guards();
         if self.default != SeccompAction::Allow {
@@ -384,37 +389,28 @@ fn install_order(programs: Vec<BpfProgram>, flags: libc::c_uint) -> Result<Vec<B
         action == libc::SECCOMP_RET_ALLOW || action == libc::SECCOMP_RET_LOG
     });
     if blocking.len() > 1 {
-        return Err(Error::msg(
-            "linux.seccomp: the profile refuses seccomp(2) itself in several filters, which \
-             hull could not install one after the other",
+        return Err(refuse(
+            "linux.seccomp",
+            "the profile refuses seccomp(2) itself in several filters, which hull could not \
+             install one after the other",
         ));
     }
     ok.extend(blocking);
     Ok(ok)
 }
 
-/// Every refusal of a profile names its field first (`linux.seccomp.…: why`): the host reports
-/// it as an invalid bundle (exit 3), like its own checks.
-fn as_spec_error(e: Error) -> Error {
-    match e {
-        Error::Msg(m) => match m.split_once(": ") {
-            Some((field, problem)) if field.starts_with("linux.seccomp") => Error::Spec {
-                field: field.to_string(),
-                problem: problem.to_string(),
-            },
-            _ => Error::Msg(m),
-        },
-        other => other,
+/// A refusal of the profile, naming its field: the host reports it as an invalid bundle (exit
+/// 3), like its own checks.
+fn refuse(field: impl Into<String>, problem: impl Into<String>) -> Error {
+    Error::Spec {
+        field: field.into(),
+        problem: problem.into(),
     }
 }
 
 impl SeccompPlan {
     /// Translates and compiles `linux.seccomp`; refuses what hull cannot enforce.
     pub fn new(s: &LinuxSeccomp) -> Result<Self> {
-        Self::compile(s).map_err(as_spec_error)
-    }
-
-    fn compile(s: &LinuxSeccomp) -> Result<Self> {
         let profile = Profile::new(s)?;
         let flags = profile.flags;
         let programs = install_order(profile.compile()?, flags)?;
@@ -606,7 +602,12 @@ mod tests {
 
     #[test]
     fn unsupported_features_are_refused_naming_the_field() {
-        let err = |json: &str| plan(json).unwrap_err().to_string();
+        // Each is a refusal of the bundle (exit 3 on the host), not a failure of the guest.
+        let err = |json: &str| {
+            let e = plan(json).unwrap_err();
+            assert!(matches!(e, Error::Spec { .. }), "{e:?}");
+            e.to_string()
+        };
         let e = err(r#"{"defaultAction":"SCMP_ACT_ALLOW","listenerPath":"/run/notify.sock"}"#);
         assert!(e.contains("linux.seccomp.listenerPath"), "{e}");
         let e = err(
