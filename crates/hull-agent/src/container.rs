@@ -486,32 +486,12 @@ fn apply_mount(root: &Path, m: &PlannedMount) -> Result<()> {
             }
             create_mountpoint(&dest, true).ctx(|| m.what())?;
             let data = (!o.data.is_empty()).then_some(o.data.as_str());
-            match mnt(Some(Path::new(source)), &dest, Some(fstype), o.flags, data) {
+            let mounted = mnt(Some(Path::new(source)), &dest, Some(fstype), o.flags, data);
+            match (mounted, userns_bind_source(fstype)) {
                 // In a user namespace that does not own the guest's network (sysfs) or cgroup
                 // namespace, these cannot be mounted anew: the guest's, bound, as runc does.
-                Err(Errno::EPERM) if userns_bind_source(fstype).is_some() => {
-                    let src = Path::new(userns_bind_source(fstype).unwrap_or_default());
-                    mnt(
-                        Some(src),
-                        &dest,
-                        None,
-                        MsFlags::MS_BIND | MsFlags::MS_REC,
-                        None,
-                    )
-                    .and_then(|()| {
-                        let flags = o.flags | MsFlags::MS_BIND | MsFlags::MS_REMOUNT;
-                        mnt(None, &dest, None, flags, None)
-                    })
-                    .ctx(|| {
-                        format!(
-                            "{}: bind mounting the guest's {} on {} (user namespace)",
-                            m.what(),
-                            src.display(),
-                            dest.display()
-                        )
-                    })?
-                }
-                r => r.ctx(|| {
+                (Err(Errno::EPERM), Some(src)) => bind_guest_fs(m, Path::new(src), &dest)?,
+                (r, _) => r.ctx(|| {
                     format!(
                         "{}: mounting {fstype} on {} (options {:?})",
                         m.what(),
@@ -541,6 +521,29 @@ fn apply_mount(root: &Path, m: &PlannedMount) -> Result<()> {
             .ctx(|| format!("{}: changing propagation of {}", m.what(), dest.display()))?;
     }
     Ok(())
+}
+
+/// Binds the guest's own `src` (sysfs, cgroup2) on `dest` with the mount's flags.
+fn bind_guest_fs(m: &PlannedMount, src: &Path, dest: &Path) -> Result<()> {
+    mnt(
+        Some(src),
+        dest,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+    )
+    .and_then(|()| {
+        let flags = m.opts.flags | MsFlags::MS_BIND | MsFlags::MS_REMOUNT;
+        mnt(None, dest, None, flags, None)
+    })
+    .ctx(|| {
+        format!(
+            "{}: bind mounting the guest's {} on {} (user namespace)",
+            m.what(),
+            src.display(),
+            dest.display()
+        )
+    })
 }
 
 /// What a file system that a user namespace cannot mount is bound from instead.

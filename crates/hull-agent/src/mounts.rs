@@ -112,13 +112,15 @@ pub fn parse_options<S: AsRef<str>>(options: &[S]) -> MountOptions {
             recursive.apply(set, clear);
             continue;
         }
-        match opt {
-            "nosymfollow" => attrs.apply(attr::NOSYMFOLLOW, 0),
-            "symfollow" => attrs.apply(0, attr::NOSYMFOLLOW),
-            _ => {}
-        }
         let (set, clear) = match opt {
-            "nosymfollow" | "symfollow" => continue,
+            "nosymfollow" => {
+                attrs.apply(attr::NOSYMFOLLOW, 0);
+                continue;
+            }
+            "symfollow" => {
+                attrs.apply(0, attr::NOSYMFOLLOW);
+                continue;
+            }
             "async" => (MsFlags::empty(), MsFlags::MS_SYNCHRONOUS),
             "atime" => (MsFlags::empty(), MsFlags::MS_NOATIME),
             "bind" => (MsFlags::MS_BIND, MsFlags::empty()),
