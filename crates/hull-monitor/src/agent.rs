@@ -181,15 +181,9 @@ impl AgentConn {
 
     /// Sends a request and waits up to `timeout` for its reply.
     pub fn request(&self, request: HostRequest, timeout: Duration) -> Result<Reply, RequestError> {
-        let (id, rx) = self.send(request)?;
-        match rx.recv_timeout(timeout) {
-            Ok(Ok(r)) => Ok(r),
-            Ok(Err(e)) => Err(RequestError::Agent(e)),
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                lock(&self.pending).remove(&id);
-                Err(RequestError::Timeout)
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => Err(RequestError::Gone),
+        match self.request_watching(request, timeout, || None::<std::convert::Infallible>) {
+            Ok(reply) => reply,
+            Err(never) => match never {},
         }
     }
 
