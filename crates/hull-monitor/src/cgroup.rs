@@ -250,11 +250,15 @@ impl HostLimits {
 
 /// Writes `limits` into `rel` in every hierarchy that has the controller.
 pub fn set_limits(rel: &Path, limits: &HostLimits) -> Result<(), CgroupError> {
-    for h in hierarchies() {
-        let dir = h.join(rel);
-        for (file, value) in limits.writes(&dir) {
-            std::fs::write(&file, &value).map_err(io("write the limit", &file))?;
-        }
+    hierarchies()
+        .into_iter()
+        .try_for_each(|h| write_limits(&h.join(rel), limits))
+}
+
+/// Writes `limits` into the cgroup directory `dir` of one hierarchy.
+fn write_limits(dir: &Path, limits: &HostLimits) -> Result<(), CgroupError> {
+    for (file, value) in limits.writes(dir) {
+        std::fs::write(&file, &value).map_err(io("write the limit", &file))?;
     }
     Ok(())
 }
@@ -289,9 +293,7 @@ pub fn join(rel: &Path, limits: &HostLimits) -> Result<Membership, CgroupError> 
     let pid = std::process::id().to_string();
     for h in hierarchies() {
         let dir = create(&h, rel)?;
-        for (file, value) in limits.writes(&dir) {
-            std::fs::write(&file, &value).map_err(io("write the limit", &file))?;
-        }
+        write_limits(&dir, limits)?;
         std::fs::write(dir.join("cgroup.procs"), &pid).map_err(io("join the cgroup", &dir))?;
     }
     Ok(membership)
