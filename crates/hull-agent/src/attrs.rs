@@ -27,13 +27,6 @@ pub struct Attrs {
     affinity_final: Option<CpuSet>,
 }
 
-fn spec_err(field: &str, problem: impl Into<String>) -> Error {
-    Error::Spec {
-        field: field.into(),
-        problem: problem.into(),
-    }
-}
-
 impl Attrs {
     /// The attributes of `process` (of container `spec`); `exec`: an exec'd process (the only
     /// kind `execCPUAffinity` applies to, as the spec says).
@@ -51,7 +44,7 @@ impl Attrs {
         if let (Some(aff), true) = (process.exec_cpu_affinity(), exec) {
             let parse = |field: &str, v: &Option<String>| {
                 v.as_deref()
-                    .map(|list| cpu_set(list).map_err(|p| spec_err(field, p)))
+                    .map(|list| cpu_set(list).map_err(|p| Error::spec(field, p)))
                     .transpose()
             };
             a.affinity_initial = parse("process.execCPUAffinity.initial", aff.initial())?;
@@ -99,7 +92,7 @@ fn personality(spec: &Spec) -> Result<Option<libc::c_ulong>> {
         return Ok(None);
     };
     if let Some(f) = p.flags().as_ref().filter(|f| !f.is_empty()) {
-        return Err(spec_err(
+        return Err(Error::spec(
             "linux.personality.flags",
             format!("{f:?}: no personality flag is supported (the spec defines none)"),
         ));
@@ -121,7 +114,7 @@ fn scheduler(s: &oci_spec::runtime::Scheduler) -> Result<SchedAttr> {
         SchedIdle => 5,
         SchedDeadline => 6,
         SchedIso => {
-            return Err(spec_err(
+            return Err(Error::spec(
                 "process.scheduler.policy",
                 "SCHED_ISO is not implemented by Linux",
             ))
@@ -129,14 +122,14 @@ fn scheduler(s: &oci_spec::runtime::Scheduler) -> Result<SchedAttr> {
     };
     let nice = s.nice().unwrap_or(0);
     if !(-20..=19).contains(&nice) {
-        return Err(spec_err(
+        return Err(Error::spec(
             "process.scheduler.nice",
             format!("{nice} is outside -20..19"),
         ));
     }
     let priority = s.priority().unwrap_or(0);
     let priority = u32::try_from(priority).map_err(|_| {
-        spec_err(
+        Error::spec(
             "process.scheduler.priority",
             format!("{priority} is negative"),
         )
@@ -175,7 +168,7 @@ fn io_priority(p: &oci_spec::runtime::LinuxIOPriority) -> Result<i32> {
     };
     let level = p.priority();
     if !(0..=7).contains(&level) {
-        return Err(spec_err(
+        return Err(Error::spec(
             "process.ioPriority.priority",
             format!("{level} is outside 0..7"),
         ));

@@ -52,13 +52,6 @@ fn config_of_file(file: &str) -> Option<&'static str> {
     }
 }
 
-fn spec_error(field: impl Into<String>, problem: impl Into<String>) -> Error {
-    Error::Spec {
-        field: field.into(),
-        problem: problem.into(),
-    }
-}
-
 /// One value for one interface file of the container's cgroup, from one spec field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Setting {
@@ -172,7 +165,7 @@ impl Planner<'_> {
         if self.available.contains(controller) {
             return Ok(());
         }
-        Err(spec_error(
+        Err(Error::spec(
             field,
             format!(
                 "the guest kernel has no {controller} controller (needs {})",
@@ -194,7 +187,7 @@ impl Planner<'_> {
     fn memory(&mut self, m: &LinuxMemory) -> Result<()> {
         const F: &str = "linux.resources.memory";
         if m.disable_oom_killer() == Some(true) {
-            return Err(spec_error(
+            return Err(Error::spec(
                 format!("{F}.disableOOMKiller"),
                 "cgroup v2 (the guest's only hierarchy) cannot disable the OOM killer",
             ));
@@ -209,7 +202,7 @@ impl Planner<'_> {
         let swap = m.swap().unwrap_or(0);
         let field = format!("{F}.swap");
         let v = swap_value(swap, m.limit().unwrap_or(0))
-            .map_err(|why| spec_error(&field, format!("{swap}: {why}")))?;
+            .map_err(|why| Error::spec(&field, format!("{swap}: {why}")))?;
         if let Some(v) = v {
             self.set("memory", "memory.swap.max", v, &field)?;
         }
@@ -223,7 +216,7 @@ impl Planner<'_> {
         if c.realtime_runtime().is_some_and(|v| v != 0)
             || c.realtime_period().is_some_and(|v| v != 0)
         {
-            return Err(spec_error(
+            return Err(Error::spec(
                 format!("{F}.realtimeRuntime"),
                 "cgroup v2 (the guest's only hierarchy) has no realtime CPU limits",
             ));
@@ -286,7 +279,7 @@ impl Planner<'_> {
             ),
         ];
         if let Some((name, _)) = lists.iter().find(|(_, n)| n.unwrap_or(0) > 0) {
-            return Err(spec_error(
+            return Err(Error::spec(
                 format!("{F}.{name}"),
                 "names host block devices: the VM has none (its file systems are shares)",
             ));
@@ -298,14 +291,14 @@ impl Planner<'_> {
     fn refused_lists(&self, r: &LinuxResources) -> Result<()> {
         if r.rdma().as_ref().is_some_and(|m| !m.is_empty()) {
             self.need("rdma", "linux.resources.rdma")?;
-            return Err(spec_error(
+            return Err(Error::spec(
                 "linux.resources.rdma",
                 "the VM has no RDMA device",
             ));
         }
         if let Some(n) = r.network() {
             if n.class_id().is_some() || n.priorities().as_ref().is_some_and(|p| !p.is_empty()) {
-                return Err(spec_error(
+                return Err(Error::spec(
                     "linux.resources.network",
                     "net_cls/net_prio are cgroup v1 controllers; the guest has cgroup v2 only",
                 ));
@@ -317,17 +310,20 @@ impl Planner<'_> {
     fn unified(&mut self, key: &str, value: &str) -> Result<()> {
         let field = format!("linux.resources.unified[{key:?}]");
         if key.is_empty() || key.contains('/') || key.starts_with('.') {
-            return Err(spec_error(field, "not the name of a cgroup interface file"));
+            return Err(Error::spec(
+                field,
+                "not the name of a cgroup interface file",
+            ));
         }
         if matches!(
             key,
             "cgroup.procs" | "cgroup.threads" | "cgroup.subtree_control"
         ) {
-            return Err(spec_error(field, "the runtime manages this file"));
+            return Err(Error::spec(field, "the runtime manages this file"));
         }
         let controller = key.split('.').next().unwrap_or_default();
         if controller != "cgroup" && !self.available.contains(controller) {
-            return Err(spec_error(
+            return Err(Error::spec(
                 field,
                 format!(
                     "the guest kernel has no {controller} controller (needs {})",
@@ -413,12 +409,12 @@ impl Cgroup {
                 let needs = config_of_file(file)
                     .map(|c| format!(" (needs {c})"))
                     .unwrap_or_default();
-                Err(spec_error(
+                Err(Error::spec(
                     field,
                     format!("the guest kernel's cgroup has no file {file}{needs}"),
                 ))
             }
-            Err(e) => Err(spec_error(
+            Err(e) => Err(Error::spec(
                 field,
                 format!(
                     "the guest kernel refused {value:?} for {file}: {}",

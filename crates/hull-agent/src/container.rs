@@ -275,9 +275,11 @@ fn root_propagation(spec: &Spec) -> Result<Option<(MsFlags, String)>> {
     let Some(v) = value else {
         return Ok(None);
     };
-    let flags = crate::mounts::propagation_flag(v).ok_or_else(|| Error::Spec {
-        field: "linux.rootfsPropagation".into(),
-        problem: format!("{v:?} is not shared, slave, private or unbindable (or r-prefixed)"),
+    let flags = crate::mounts::propagation_flag(v).ok_or_else(|| {
+        Error::spec(
+            "linux.rootfsPropagation",
+            format!("{v:?} is not shared, slave, private or unbindable (or r-prefixed)"),
+        )
     })?;
     Ok(Some((flags, v.to_string())))
 }
@@ -285,18 +287,16 @@ fn root_propagation(spec: &Spec) -> Result<Option<(MsFlags, String)>> {
 /// ID-mapped mounts (`idmap`/`ridmap`, a mount's `uidMappings`/`gidMappings`) need file
 /// systems that support them; the guest's shares (virtio-fs, 9p) do not: refused, not ignored.
 fn refuse_idmap(index: usize, m: &oci_spec::runtime::Mount, opts: &[String]) -> Result<()> {
-    let spec_err = |field: String, problem: String| Error::Spec { field, problem };
+    const WHY: &str =
+        "ID-mapped mounts are not supported in hull's VMs (virtio-fs/9p shares cannot be ID-mapped)";
     if let Some(o) = opts.iter().find(|o| *o == "idmap" || *o == "ridmap") {
-        return Err(spec_err(
+        return Err(Error::spec(
             format!("mounts[{index}].options"),
-            format!("{o:?}: ID-mapped mounts are not supported in hull's VMs (virtio-fs/9p shares cannot be ID-mapped)"),
+            format!("{o:?}: {WHY}"),
         ));
     }
     if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
-        return Err(spec_err(
-            format!("mounts[{index}].uidMappings"),
-            "ID-mapped mounts are not supported in hull's VMs (virtio-fs/9p shares cannot be ID-mapped)".into(),
-        ));
+        return Err(Error::spec(format!("mounts[{index}].uidMappings"), WHY));
     }
     Ok(())
 }

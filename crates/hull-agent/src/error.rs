@@ -30,6 +30,14 @@ impl Error {
         Self::Msg(m.into())
     }
 
+    /// A refusal of the spec's `field` (the host reports an invalid bundle, exit 3).
+    pub fn spec(field: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self::Spec {
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+
     /// The errno of a failed system call, if this is one.
     pub fn errno(&self) -> Option<Errno> {
         match self {

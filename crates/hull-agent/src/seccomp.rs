@@ -115,7 +115,7 @@ fn action(a: LinuxSeccompAction, errno: Option<u32>, field: &str) -> Result<Secc
         ScmpActTrap => SeccompAction::Trap,
         ScmpActLog => SeccompAction::Log,
         ScmpActNotify | ScmpActTrace => {
-            return Err(refuse(
+            return Err(Error::spec(
                 field,
                 format!(
                     "{a} is not supported by hull (supported: {})",
@@ -145,14 +145,14 @@ fn condition(arg: &LinuxSeccompArg, field: &str) -> Result<SeccompCondition> {
         .ok()
         .filter(|i| *i < 6)
         .ok_or_else(|| {
-            refuse(
+            Error::spec(
                 format!("{field}.index"),
                 format!("{} is not a system call argument (0 to 5)", arg.index()),
             )
         })?;
     // 64-bit comparisons, as libseccomp does on 64-bit architectures.
     SeccompCondition::new(index, SeccompCmpArgLen::Qword, op, value)
-        .map_err(|e| refuse(field, e.to_string()))
+        .map_err(|e| Error::spec(field, e.to_string()))
 }
 
 /// The rules of one `syscalls[]` entry's args: all conditions must hold (one rule); like runc,
@@ -173,7 +173,7 @@ fn rules(args: &[LinuxSeccompArg], field: &str) -> Result<Vec<SeccompRule>> {
         std::mem::replace(&mut seen[i], true)
     });
     let rule = |c: Vec<SeccompCondition>| {
-        SeccompRule::new(c).map_err(|e| refuse(format!("{field}.args"), e.to_string()))
+        SeccompRule::new(c).map_err(|e| Error::spec(format!("{field}.args"), e.to_string()))
     };
     if repeated {
         conds.into_iter().map(|c| rule(vec![c])).collect()
@@ -203,7 +203,7 @@ impl Profile {
     fn new(s: &LinuxSeccomp) -> Result<Self> {
         const F: &str = "linux.seccomp";
         if let Some(p) = s.listener_path() {
-            return Err(refuse(
+            return Err(Error::spec(
                 format!("{F}.listenerPath"),
                 format!("{}: seccomp notify is not supported by hull", p.display()),
             ));
@@ -218,7 +218,7 @@ impl Profile {
                     .iter()
                     .any(|a| matches!(a, Arch::ScmpArchX86_64 | Arch::ScmpArchNative))
             {
-                return Err(refuse(
+                return Err(Error::spec(
                     format!("{F}.architectures"),
                     format!("{archs:?} does not include SCMP_ARCH_X86_64, the guest's"),
                 ));
@@ -233,7 +233,7 @@ impl Profile {
                     SECCOMP_FILTER_FLAG_SPEC_ALLOW
                 }
                 other => {
-                    return Err(refuse(
+                    return Err(Error::spec(
                         format!("{F}.flags"),
                         format!("{other} is not supported by hull"),
                     ))
@@ -282,7 +282,7 @@ impl Profile {
             let what = format!("the filter for {matched:?}");
             SeccompFilter::new(rules, mismatch, matched, arch)
                 .and_then(BpfProgram::try_from)
-                .map_err(|e| refuse("linux.seccomp", format!("{what}: {e}")))
+                .map_err(|e| Error::spec("linux.seccomp", format!("{what}: {e}")))
         };
         let mut programs = arch_guards();
         if self.default != SeccompAction::Allow {
@@ -389,7 +389,7 @@ fn install_order(programs: Vec<BpfProgram>, flags: libc::c_uint) -> Result<Vec<B
         action == libc::SECCOMP_RET_ALLOW || action == libc::SECCOMP_RET_LOG
     });
     if blocking.len() > 1 {
-        return Err(refuse(
+        return Err(Error::spec(
             "linux.seccomp",
             "the profile refuses seccomp(2) itself in several filters, which hull could not \
              install one after the other",
@@ -397,15 +397,6 @@ fn install_order(programs: Vec<BpfProgram>, flags: libc::c_uint) -> Result<Vec<B
     }
     ok.extend(blocking);
     Ok(ok)
-}
-
-/// A refusal of the profile, naming its field: the host reports it as an invalid bundle (exit
-/// 3), like its own checks.
-fn refuse(field: impl Into<String>, problem: impl Into<String>) -> Error {
-    Error::Spec {
-        field: field.into(),
-        problem: problem.into(),
-    }
 }
 
 impl SeccompPlan {

@@ -20,13 +20,6 @@ use oci_spec::runtime::{LinuxIdMapping, Spec};
 use crate::error::{Context, Error, Result};
 use crate::sys;
 
-fn spec_err(field: &str, problem: impl Into<String>) -> Error {
-    Error::Spec {
-        field: field.into(),
-        problem: problem.into(),
-    }
-}
-
 /// The maps of a new user namespace, as written to `/proc/PID/{uid,gid}_map`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdMaps {
@@ -40,13 +33,13 @@ pub struct IdMaps {
 /// overlapping container ranges.
 fn map_text(field: &str, maps: &[LinuxIdMapping]) -> Result<String> {
     if maps.is_empty() {
-        return Err(spec_err(
+        return Err(Error::spec(
             field,
             "a new user namespace needs at least one mapping",
         ));
     }
     if maps.len() > 340 {
-        return Err(spec_err(
+        return Err(Error::spec(
             field,
             format!("{} mappings; the kernel takes at most 340", maps.len()),
         ));
@@ -57,14 +50,14 @@ fn map_text(field: &str, maps: &[LinuxIdMapping]) -> Result<String> {
         let (c, h, n) = (m.container_id(), m.host_id(), m.size());
         let end = |start: u32| u64::from(start) + u64::from(n);
         if n == 0 || end(c) > 1 << 32 || end(h) > 1 << 32 {
-            return Err(spec_err(
-                &format!("{field}[{i}]"),
+            return Err(Error::spec(
+                format!("{field}[{i}]"),
                 format!("containerID {c}, hostID {h}, size {n}: an empty or overflowing range"),
             ));
         }
         if ranges.iter().any(|(s, e)| u64::from(c) < *e && end(c) > *s) {
-            return Err(spec_err(
-                &format!("{field}[{i}]"),
+            return Err(Error::spec(
+                format!("{field}[{i}]"),
                 format!("containerID {c}, size {n} overlaps an earlier mapping"),
             ));
         }
@@ -83,7 +76,7 @@ impl IdMaps {
         let gids = linux.and_then(|l| l.gid_mappings().as_deref());
         if !new_userns {
             if uids.is_some_and(|m| !m.is_empty()) || gids.is_some_and(|m| !m.is_empty()) {
-                return Err(spec_err(
+                return Err(Error::spec(
                     "linux.uidMappings",
                     "mappings given, but linux.namespaces has no new user namespace",
                 ));
@@ -193,7 +186,7 @@ pub fn time_offsets(spec: &Spec, new_timens: bool) -> Result<Option<String>> {
         .and_then(|l| l.time_offsets().as_ref());
     if !new_timens {
         if offsets.is_some_and(|o| !o.is_empty()) {
-            return Err(spec_err(
+            return Err(Error::spec(
                 "linux.timeOffsets",
                 "offsets given, but linux.namespaces has no new time namespace",
             ));
@@ -205,15 +198,15 @@ pub fn time_offsets(spec: &Spec, new_timens: bool) -> Result<Option<String>> {
     clocks.sort_by(|a, b| a.0.cmp(b.0));
     for (clock, o) in clocks {
         if clock != "monotonic" && clock != "boottime" {
-            return Err(spec_err(
-                &format!("linux.timeOffsets.{clock}"),
+            return Err(Error::spec(
+                format!("linux.timeOffsets.{clock}"),
                 "only monotonic and boottime clocks have offsets",
             ));
         }
         let nanos = o.nanosecs().unwrap_or(0);
         if nanos >= 1_000_000_000 {
-            return Err(spec_err(
-                &format!("linux.timeOffsets.{clock}.nanosecs"),
+            return Err(Error::spec(
+                format!("linux.timeOffsets.{clock}.nanosecs"),
                 format!("{nanos} is not below 1000000000"),
             ));
         }
