@@ -81,6 +81,16 @@ pub enum MonitorError {
 }
 
 impl MonitorError {
+    /// A child process (`program`) died: the last lines of its `log` go in the message.
+    pub fn child_died(program: &'static str, status: impl Into<String>, log: PathBuf) -> Self {
+        Self::ChildDied {
+            program,
+            status: status.into(),
+            tail: crate::sys::log_tail(&log, 5),
+            log,
+        }
+    }
+
     pub fn sys(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> MonitorError {
         let what = what.into();
         move |source| MonitorError::Sys { what, source }
@@ -106,5 +116,11 @@ impl From<nix::Error> for MonitorError {
             what: "system call".into(),
             source: e.into(),
         }
+    }
+}
+
+impl From<crate::devices::DeadBackend> for MonitorError {
+    fn from(d: crate::devices::DeadBackend) -> Self {
+        Self::child_died(d.program, d.status, d.log)
     }
 }

@@ -141,12 +141,11 @@ impl VmDevice for Passt {
                 return crate::jail::give(&ctx.sd.path(SOCK));
             }
             if let Some(status) = daemon.try_wait() {
-                return Err(MonitorError::ChildDied {
-                    program: "passt",
-                    status: status.to_string(),
-                    log: self.log.clone(),
-                    tail: sys::log_tail(&self.log, 5),
-                });
+                return Err(MonitorError::child_died(
+                    "passt",
+                    status.to_string(),
+                    self.log.clone(),
+                ));
             }
             if Instant::now() >= deadline {
                 return Err(MonitorError::Sys {

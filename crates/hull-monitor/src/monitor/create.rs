@@ -36,18 +36,7 @@ impl Monitor {
             create_timeout,
             || devices.iter_mut().find_map(|d| d.dead_backend()),
         );
-        let reply = match reply {
-            Ok(r) => r,
-            Err(dead) => {
-                return Err(MonitorError::ChildDied {
-                    program: dead.program,
-                    status: dead.status,
-                    tail: sys::log_tail(&dead.log, 5),
-                    log: dead.log,
-                })
-            }
-        };
-        match reply {
+        match reply.map_err(MonitorError::from)? {
             Ok(_) => {}
             Err(RequestError::Agent(e)) => return Err(create_error(bundle, e)),
             Err(RequestError::Timeout) => {

@@ -184,15 +184,11 @@ impl Monitor {
             Accepted::Stream(s) => Ok(s),
             Accepted::PeerDied(st) => {
                 let dead = host.devices.iter_mut().find_map(|d| d.dead_backend());
-                let (program, status, log) = match dead {
-                    Some(d) => (d.program, d.status, d.log),
-                    None => ("qemu", st.to_string(), host.sd.path("qemu.log")),
-                };
-                Err(MonitorError::ChildDied {
-                    program,
-                    status,
-                    tail: sys::log_tail(&log, 5),
-                    log,
+                Err(match dead {
+                    Some(d) => d.into(),
+                    None => {
+                        MonitorError::child_died("qemu", st.to_string(), host.sd.path("qemu.log"))
+                    }
                 })
             }
             Accepted::TimedOut => Err(guest_timeout(
@@ -312,13 +308,11 @@ fn qemu_death(
         }
         st
     })?;
-    let log = sd.path("qemu.log");
-    Some(MonitorError::ChildDied {
-        program: "qemu",
-        status: format!("{status}, {during}"),
-        tail: sys::log_tail(&log, 5),
-        log,
-    })
+    Some(MonitorError::child_died(
+        "qemu",
+        format!("{status}, {during}"),
+        sd.path("qemu.log"),
+    ))
 }
 
 /// Starts QEMU in the state directory: its socket and log paths are relative to it, so they

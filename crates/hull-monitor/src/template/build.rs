@@ -152,12 +152,7 @@ fn died(log: &Path, status: String) -> MonitorError {
         Ok(_) => kept,
         Err(_) => log.to_path_buf(),
     };
-    MonitorError::ChildDied {
-        program: "qemu",
-        status,
-        tail: sys::log_tail(&log, 5),
-        log,
-    }
+    MonitorError::child_died("qemu", status, log)
 }
 
 /// Sends `Hello` and waits for its reply, within `timeout`.
